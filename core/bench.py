@@ -56,20 +56,42 @@ def input_pipeline_rate(ds: tf.data.Dataset, batch_size: int, max_batches: int =
     return batches * batch_size / max(time.perf_counter() - start, 1e-9)
 
 
-def model_flops(model) -> float | None:
-    """Forward-pass FLOPs for one example, counted by TF's profiler on the traced graph."""
+def model_flops(model, example) -> float | None:
+    """Forward-pass FLOPs for one example, counted by TF's profiler on the traced graph.
+
+    `example` is one training input (a tensor or a dict of them, batch dimension 1): tracing the call
+    on it works for functional, subclassed and dict-input models alike.
+    """
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
     from tensorflow.python.profiler import model_analyzer, option_builder
 
     try:
-        specs = [tf.TensorSpec([1, *t.shape[1:]], t.dtype) for t in model.inputs]
-        fn = tf.function(lambda *xs: model(list(xs) if len(xs) > 1 else xs[0], training=False))
-        graph = convert_variables_to_constants_v2(fn.get_concrete_function(*specs)).graph
+        specs = tf.nest.map_structure(lambda t: tf.TensorSpec(t.shape, t.dtype), example)
+        fn = tf.function(lambda x: model(x, training=False))
+        graph = convert_variables_to_constants_v2(fn.get_concrete_function(specs)).graph
         opts = option_builder.ProfileOptionBuilder.float_operation()
         opts["output"] = "none"
         return float(model_analyzer.profile(graph, options=opts).total_float_ops)
     except Exception:  # noqa: BLE001 - dynamic shapes or custom ops: report as unknown, not fail
         return None
+
+
+OPERATORS = {">=": np.greater_equal, ">": np.greater, "<=": np.less_equal, "<": np.less}
+
+
+def check_bars(bars, metrics: dict) -> list[dict]:
+    """Each quality bar against the measured metrics: value, target, met, and the gap when not met."""
+    out = []
+    for metric, op, target in bars:
+        if op not in OPERATORS:
+            raise ValueError(f"Unknown operator {op!r} in quality bar {(metric, op, target)}; "
+                             f"expected one of {sorted(OPERATORS)}")
+        value = metrics.get(metric)
+        goal = metrics.get(target) if isinstance(target, str) else float(target)
+        met = None if value is None or goal is None else bool(OPERATORS[op](value, goal))
+        out.append({"metric": metric, "op": op, "target": target, "target_value": goal, "value": value,
+                    "met": met, "gap": None if met is None or met else abs(float(value) - float(goal))})
+    return out
 
 
 def bench_app(name: str, *, quick: bool, out_dir: Path, data: str | None = None) -> dict:
@@ -89,6 +111,8 @@ def bench_app(name: str, *, quick: bool, out_dir: Path, data: str | None = None)
     train_rate = float(np.mean(rates[1:] if len(rates) > 1 else rates)) if rates else None
     train_ds, _ = pipeline.training_data(pipeline.datasets())
     pipe_rate = input_pipeline_rate(train_ds, pipeline.global_batch_size)
+    features = next(iter(train_ds))[0]
+    one_example = tf.nest.map_structure(lambda t: t[:1], features)
 
     export_root = out_dir / "bench_exports"
     path = pipeline.export(export_root)
@@ -101,22 +125,25 @@ def bench_app(name: str, *, quick: bool, out_dir: Path, data: str | None = None)
     lat = timed_calls(lambda: fn(**one), 20 if quick else 100)
     t32 = timed_calls(lambda: fn(**many), 5 if quick else 20)
     result = {
-        "app": name, "data": fit["data"].get("source", config.data), "budget": {
+        "app": name, "quick": quick, "data": fit["data"].get("source", config.data), "budget": {
             "epochs": config.epochs, "epochs_run": fit["epochs_run"], "time_budget_s": config.time_budget_s,
             "train_seconds": round(fit["train_seconds"], 1)},
         "metrics": metrics,
+        "quality_bars": check_bars(cls.quality_bars, metrics),
         "train_examples_per_s": train_rate,
         "input_pipeline_examples_per_s": pipe_rate,
         "input_over_train": pipe_rate / train_rate if train_rate else None,
         "endpoint_latency_ms_b1": {"p50": float(np.percentile(lat, 50) * 1e3),
                                    "p99": float(np.percentile(lat, 99) * 1e3)},
         "endpoint_examples_per_s_b32": float(32 / np.median(t32)),
-        "flops_per_example": model_flops(pipeline.model),
+        "flops_per_example": model_flops(pipeline.model, one_example),
         "export": str(path),
+        "machine": machine(),
     }
     preprocessed = pipeline.preprocessed_batch(raw32)
     if preprocessed is not None:
-        model_fn = tf.function(lambda x: pipeline.model(x, training=False))
+        bare_model = pipeline.serving_model()
+        model_fn = tf.function(lambda x: bare_model(x, training=False))
         bare = timed_calls(lambda: model_fn(preprocessed), 5 if quick else 20)
         result["endpoint_overhead_b32"] = float(np.median(t32) / np.median(bare) - 1)
     learning_curves_png(history, out_dir / f"bench_{name}_curves.png", title=name)
@@ -132,15 +159,37 @@ def fmt(value, digits=3):
     return str(value)
 
 
+def bar_text(bar: dict) -> str:
+    target = bar["target"]
+    if isinstance(target, str):
+        target = f"{target} ({fmt(bar['target_value'], 4)})"
+    return f"{bar['metric']} {bar['op']} {target}"
+
+
+def met_text(bar: dict) -> str:
+    if bar["met"] is None:
+        return "not measured"
+    return "met" if bar["met"] else f"NOT met (gap {fmt(bar['gap'], 3)})"
+
+
 def write_markdown(results: list[dict], info: dict, path: Path) -> None:
     lines = ["# Benchmarks", "", f"Machine: {info['cpu']}, {info['cores']} cores, TF {info['tensorflow']}, "
              f"Keras {info['keras']}, devices {', '.join(info['devices'])}. Written by `make bench`.", ""]
+    lines += ["| app | run | quality bar | measured | met |", "|---|---|---|---|---|"]
+    for r in results:
+        for bar in r.get("quality_bars", []):
+            lines.append(f"| {r['app']} | {'quick' if r.get('quick') else 'full'} | {bar_text(bar)} | "
+                         f"{fmt(bar['value'], 4)} | {met_text(bar)} |")
+    lines.append("")
     for r in results:
         headline = {k: v for k, v in r["metrics"].items() if "/" not in k}
         ratio = r.get("input_over_train")
         lines += [f"## {r['app']}", "", "| measure | value |", "|---|---|",
                   f"| dataset | {r['data']} |",
-                  f"| budget | {r['budget']['epochs_run']}/{r['budget']['epochs']} epochs, "
+                  *[f"| quality bar: {bar_text(bar)} | {fmt(bar['value'], 4)}: {met_text(bar)} |"
+                    for bar in r.get("quality_bars", [])],
+                  f"| budget | {'quick mode: ' if r.get('quick') else ''}"
+                  f"{r['budget']['epochs_run']}/{r['budget']['epochs']} epochs, "
                   f"{r['budget']['train_seconds']} s (time budget {r['budget']['time_budget_s']} s) |",
                   *[f"| {k} | {fmt(v, 4)} |" for k, v in headline.items()],
                   f"| training examples/s | {fmt(r['train_examples_per_s'])} |",
@@ -158,17 +207,28 @@ def write_markdown(results: list[dict], info: dict, path: Path) -> None:
 
 
 def run_bench(names: list[str], *, quick: bool = False, out_dir: str = "reports", data: str | None = None):
+    """Benches `names` and merges them into out_dir/bench.json (earlier apps' results are kept).
+
+    With no names, only rewrites bench.md from bench.json (quality bars re-checked against the
+    apps' current bars).
+    """
+    from apps import APPS
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     info = machine()
     json_path = out / "bench.json"
-    previous = json.loads(json_path.read_text()).get("apps", {}) if json_path.exists() else {}
+    stored = json.loads(json_path.read_text()) if json_path.exists() else {}
+    previous = stored.get("apps", {})
     results = {}
     for name in names:
         results[name] = bench_app(name, quick=quick, out_dir=out, data=data)
         print(f"[bench] {name}: {json.dumps({k: v for k, v in results[name]['metrics'].items() if '/' not in k})}",
               flush=True)
     merged = {**previous, **to_jsonable(results)}
+    for name, result in merged.items():
+        result["quality_bars"] = check_bars(APPS[name].quality_bars, result["metrics"])
+        result.setdefault("machine", stored.get("machine", info))
     json_path.write_text(json.dumps({"machine": info, "quick": quick, "apps": merged}, indent=2) + "\n")
     write_markdown([merged[k] for k in sorted(merged)], info, out / "bench.md")
     print(f"[bench] wrote {json_path} and {out / 'bench.md'}")

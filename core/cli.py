@@ -94,6 +94,8 @@ def cmd_bench(args):
     names = [n.replace("-", "_") for n in args.apps] or sorted(_apps())
     for name in names:
         _app(name)
+    if args.report_only:
+        names = []
     run_bench(names, quick=args.quick, out_dir=args.out, data=args.data)
 
 
@@ -160,6 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--quick", action="store_true",
                        help="cap each app's training at 45 s (all apps in under 10 minutes)")
     bench.add_argument("--data", help="override the data source (a path or tfds:NAME)")
+    bench.add_argument("--report-only", action="store_true",
+                       help="train nothing: rewrite bench.md from bench.json, re-checking the quality bars")
     bench.add_argument("--out", default="reports", help="where bench.json, bench.md and plots go")
     bench.set_defaults(fn=cmd_bench)
 

@@ -41,6 +41,10 @@ class Pipeline:
     config_class: ClassVar[type[BaseConfig]] = BaseConfig
     monitor: ClassVar[str] = "val_loss"
     monitor_mode: ClassVar[str] = "min"
+    # What the app promises on its bench run, checked and reported by `make bench`: (metric, op, target),
+    # op one of ">=", ">", "<=", "<"; target a number, or the name of another metric of the same
+    # evaluation (a baseline measured under the same budget).
+    quality_bars: ClassVar[tuple[tuple[str, str, float | str], ...]] = ()
 
     def __init__(self, config: BaseConfig | None = None, workdir: str | Path | None = None):
         self.config = config if config is not None else self.config_class.preset("demo")
@@ -116,20 +120,35 @@ class Pipeline:
         aliases for the Cloud TPU inference converter; the serving signatures stay CPU/GPU-servable."""
         return {}
 
+    def pretrain(self, model: keras.Model, splits: Splits) -> dict | None:
+        """App hook (optional): trains part of a freshly built, compiled model before the main fit.
+
+        For a head that needs far more steps than the rest of the model (the main fit's time budget
+        does not include this phase; the app reports its time). Skipped when resuming from a backup.
+        """
+        return None
+
     def preprocessed_batch(self, raw_inputs: Sequence[Any]):
         """App hook (optional): the model's input tensor for raw inputs, to measure endpoint overhead."""
         return None
+
+    def serving_model(self) -> keras.Model:
+        """The Keras model the endpoint runs on `preprocessed_batch`'s output (default: the trained model)."""
+        return self.require_model()
 
     @classmethod
     def bench_config(cls, quick: bool = False) -> BaseConfig:
         """Config for `make bench`: the app's `bench` preset (real data) if it has one, else `demo`.
 
-        Quick mode caps training at 45 s so all seven apps finish within ten minutes.
+        Quick mode caps training at 45 s and skips side-by-side baselines (a config's `anchor_baseline`)
+        so all seven apps finish within ten minutes.
         """
         presets = cls.config_class.PRESETS
         config = cls.config_class.preset("bench" if "bench" in presets else "demo")
         if quick:
             config = config.replace(time_budget_s=45.0, epochs=min(config.epochs, 5))
+            if getattr(config, "anchor_baseline", False):
+                config = config.replace(anchor_baseline=False)
         return config
 
     def trackables(self) -> list:
@@ -195,6 +214,10 @@ class Pipeline:
         self._endpoints = None
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.save_config()
+        pretrained = None
+        if not (self.workdir / "backup").exists():  # a resumed run restores its weights instead
+            with self.strategy.scope():
+                pretrained = self.pretrain(model, splits)
         if isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy):
             result = training.fit_multiworker(model, train, val, config=cfg, strategy=self.strategy,
                                               workdir=self.workdir, steps_per_epoch=steps,
@@ -207,6 +230,8 @@ class Pipeline:
         # Exports and the CLI need float32 outputs and a plain policy, whatever training used.
         keras.mixed_precision.set_global_policy("float32")
         result.update(precision_policy=policy, replicas=self.replicas, data=splits.info)
+        if pretrained:
+            result["pretrain"] = pretrained
         if is_chief():
             self.save()
             training.update_json(self.workdir / "metrics.json", fit=result)

@@ -56,6 +56,7 @@ class Pipeline(BasePipeline):
 
     name = "captioning"
     config_class = Config
+    quality_bars = (("bleu4", ">=", 0.5), ("bleu4", ">", "baseline_bleu4"))
 
     def __init__(self, config: Config | None = None, workdir=None):
         super().__init__(config, workdir)

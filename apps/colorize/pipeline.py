@@ -33,6 +33,7 @@ class Pipeline(BasePipeline):
 
     name = "colorize"
     config_class = Config
+    quality_bars = (("psnr", ">", "gray_psnr"), ("colorfulness_fraction", ">=", 0.5))
 
     @property
     def centers(self) -> np.ndarray | None:

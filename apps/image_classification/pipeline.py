@@ -29,6 +29,7 @@ class Pipeline(BasePipeline):
 
     name = "image_classification"
     config_class = Config
+    quality_bars = (("accuracy", ">", "chance"),)
     monitor = "val_accuracy"
     monitor_mode = "max"
 

@@ -29,6 +29,7 @@ class Pipeline(BasePipeline):
 
     name = "speech_commands"
     config_class = Config
+    quality_bars = (("accuracy", ">=", 0.98),)
     monitor = "val_accuracy"
     monitor_mode = "max"
 

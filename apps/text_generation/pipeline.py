@@ -88,6 +88,7 @@ class Pipeline(BasePipeline):
 
     name = "text_generation"
     config_class = Config
+    quality_bars = (("nats_per_char", "<=", 1.55), ("nats_per_char", "<", "anchor_gru_nats_per_char"))
 
     def __init__(self, config: Config | None = None, workdir=None):
         super().__init__(config, workdir)
@@ -203,7 +204,9 @@ class Pipeline(BasePipeline):
         """Mean next-character cross-entropy (nats) over every position of `windows`, and the count."""
         model = self.require_model()
 
-        @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32)])
+        # No Python control flow to convert; autograph=False also avoids AutoGraph's closure-mismatch
+        # warning when a second pipeline (the anchor) defines this function again.
+        @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32)], autograph=False)
         def summed(w):
             ce = cross_entropy(w[:, 1:], model(w[:, :-1], training=False))
             return tf.reduce_sum(tf.cast(ce, tf.float64)), tf.size(ce)

@@ -42,6 +42,9 @@ class Config(BaseConfig):
     classify_weight: float = 0.5
     label_smoothing: float = 0.05
     crop_batch_size: int = 64
+    # Epochs over the training crops for the classifier alone, before joint training: the classifier
+    # needs many more steps than the joint schedule gives it (one crop batch per scene batch).
+    classifier_epochs: int = 0
 
     # Decoding and serving.
     score_threshold: float = 0.3  # default of the endpoint's optional input

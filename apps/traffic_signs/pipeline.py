@@ -3,6 +3,8 @@ and crop accuracy -> image_bytes endpoint with in-graph NMS."""
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ from apps.traffic_signs import data, serving
 from apps.traffic_signs import metrics as metrics_lib
 from apps.traffic_signs import model as model_lib
 from apps.traffic_signs.config import Config
-from core.data import read_bytes
+from core.data import decode_resize_images, read_bytes
 from core.pipeline import Pipeline as BasePipeline
 from core.plots import confusion_matrix_png
 
@@ -36,6 +38,7 @@ class Pipeline(BasePipeline):
 
     name = "traffic_signs"
     config_class = Config
+    quality_bars = (("crop_accuracy", ">=", 0.95), ("map_50", ">", "baseline_map_50"))
     monitor = "val_loss"
     monitor_mode = "min"
 
@@ -88,6 +91,35 @@ class Pipeline(BasePipeline):
                     {"heatmap": heat, "regression": reg, "class_probs": crop_labels})
 
         return tf.data.Dataset.zip((scene_ds, crop_ds)).map(join).prefetch(tf.data.AUTOTUNE)
+
+    def _crop_batches(self, crops: data.CropSet, *, train: bool) -> tf.data.Dataset:
+        n = self.num_classes
+        ds = crops.dataset()
+        if train:
+            ds = ds.shuffle(len(crops), seed=self.config.seed, reshuffle_each_iteration=True)
+        return ds.batch(self.config.crop_batch_size * self.replicas).map(
+            lambda x, y: (tf.cast(x, tf.float32), tf.one_hot(y, n))).prefetch(tf.data.AUTOTUNE)
+
+    def pretrain(self, model, splits):
+        """The crop classifier alone for `classifier_epochs` (shares the joint model's weights)."""
+        cfg = self.config
+        if cfg.classifier_epochs <= 0 or not len(splits.crops["train"]):
+            return None
+        classify = model_lib.classifier(model)
+        steps = cfg.classifier_epochs * -(-len(splits.crops["train"]) // (cfg.crop_batch_size * self.replicas))
+        schedule = keras.optimizers.schedules.CosineDecay(
+            0.0, steps, warmup_target=self.learning_rate, warmup_steps=max(1, steps // 20))
+        classify.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=1e-4),
+                         loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
+                         metrics=["accuracy"])
+        val = self._crop_batches(splits.crops["val"], train=False) if len(splits.crops["val"]) else None
+        start = time.monotonic()
+        history = classify.fit(self._crop_batches(splits.crops["train"], train=True), validation_data=val,
+                               epochs=cfg.classifier_epochs, verbose=cfg.verbose)
+        result = {"classifier_epochs": cfg.classifier_epochs, "seconds": time.monotonic() - start,
+                  **{k: float(v[-1]) for k, v in history.history.items()}}
+        print(f"[{self.name}] classifier pre-training: {json.dumps(result)}", flush=True)
+        return result
 
     def training_data(self, splits):
         if len(splits.crops["train"]) == 0 or len(splits.scenes["train"]) == 0:
@@ -206,6 +238,14 @@ class Pipeline(BasePipeline):
             serve_size=cfg.serve_size or cfg.image_size, crop_size=cfg.crop_size,
             score_threshold=cfg.score_threshold, max_detections=cfg.max_detections,
             candidates=cfg.candidates, iou_threshold=cfg.nms_iou, top_k=cfg.top_k)
+
+    def preprocessed_batch(self, raw_inputs: Sequence[Any]):
+        """Scenes at the served size, as the endpoint feeds its detector (for the bench's overhead)."""
+        size = self.config.serve_size or self.config.image_size
+        return decode_resize_images(tf.constant([read_bytes(x) for x in raw_inputs]), (size, size))
+
+    def serving_model(self):
+        return model_lib.detector(self.require_model())
 
     def encode_request(self, raw_inputs: Sequence[Any], score_threshold: float | None = None,
                        max_detections: int | None = None):

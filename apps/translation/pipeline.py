@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import math
 import unicodedata
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import keras
@@ -13,7 +15,7 @@ import tensorflow as tf
 
 from apps.translation import data, serving
 from apps.translation import model as model_lib
-from apps.translation.config import Config
+from apps.translation.config import KERAS_IO_SHAPE, Config
 from apps.translation.tokenizer import END, PAD, START, Tokenizer, decode_strings, learn_vocabulary, segment_counts
 from core.pipeline import Pipeline as BasePipeline
 
@@ -109,11 +111,40 @@ class Pipeline(BasePipeline):
 
     name = "translation"
     config_class = Config
+    quality_bars = (("bleu", ">=", 33.0), ("bleu_simple", ">", "anchor_bleu_simple"), ("bleu", ">", "anchor_bleu"))
 
     def __init__(self, config=None, workdir=None):
         super().__init__(config, workdir)
         self._tokenizers: tuple[Tokenizer, Tokenizer] | None = None
         self.samples: list[dict[str, str]] = []
+
+    def fit(self) -> dict:
+        result = super().fit()
+        if self.config.anchor_baseline:
+            result["anchor"] = self.fit_anchor()
+        return result
+
+    @classmethod
+    def bench_config(cls, quick: bool = False):
+        config = super().bench_config(quick)
+        # Beam search over all 1,014 test pairs takes minutes on a CPU: quick mode scores the first 200.
+        return config.replace(eval_max_examples=200) if quick else config
+
+    @property
+    def anchor_dir(self) -> Path:
+        return self.workdir / "anchor"
+
+    def fit_anchor(self) -> dict:
+        """Trains the keras.io example's shape on the same data and time budget, scores it the same way.
+
+        Its test metrics land in anchor/metrics.json and come back prefixed `anchor_` in evaluate().
+        """
+        config = self.config.replace(**KERAS_IO_SHAPE, batch_size=64, anchor_baseline=False)
+        anchor = Pipeline(config, self.anchor_dir)
+        fit = anchor.fit()
+        metrics = anchor.evaluate()
+        return {"train_seconds": fit["train_seconds"], "epochs_run": fit["epochs_run"],
+                "bleu": metrics["bleu"], "bleu_simple": metrics["bleu_simple"], "history": fit["history"]}
 
     # Data and tokenizers ---------------------------------------------------------------------
 
@@ -247,7 +278,13 @@ class Pipeline(BasePipeline):
                 metrics[f"{key}_{name}"] = value
         chosen = "beam" if cfg.decode == "beam" else "greedy"
         metrics.update(bleu=metrics[f"bleu_{chosen}"], chrf=metrics[f"chrf_{chosen}"],
-                       test_sentences=len(pairs))
+                       bleu_simple=metrics[f"bleu_simple_{chosen}"], test_sentences=len(pairs))
+        anchor = self.anchor_dir / "metrics.json"
+        if cfg.anchor_baseline and anchor.exists():
+            # The keras.io-shaped model trained beside this one (fit_anchor), on the same test pairs.
+            tested = json.loads(anchor.read_text()).get("test", {})
+            metrics.update({f"anchor_{k}": v for k, v in tested.items()
+                            if k in ("bleu", "chrf", "bleu_simple", "bleu_greedy", "bleu_simple_greedy")})
         self.samples = [{"source": s, "reference": r, "beam": b, "greedy": g}
                         for s, r, b, g in list(zip(sources, references, beam, greedy))[:10]]
         lines = ["| source | reference | beam | greedy |", "|---|---|---|---|"]

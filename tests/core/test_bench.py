@@ -1,0 +1,64 @@
+"""The bench harness: quality bars, FLOPs of functional and subclassed models, one app end to end."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from core import bench
+
+
+def test_check_bars_numbers_baselines_and_missing_metrics():
+    bars = bench.check_bars([("acc", ">=", 0.95), ("acc", ">", "chance"), ("loss", "<=", "anchor")],
+                            {"acc": 0.9, "chance": 0.1})
+    assert [b["met"] for b in bars] == [False, True, None]
+    assert bars[0]["gap"] == pytest.approx(0.05) and bars[1]["gap"] is None
+    assert bars[1]["target_value"] == 0.1
+    assert "NOT met (gap 0.05)" in bench.met_text(bars[0]) and bench.met_text(bars[2]) == "not measured"
+    assert bench.bar_text(bars[1]) == "acc > chance (0.1)"
+    with pytest.raises(ValueError, match="Unknown operator '=>'"):
+        bench.check_bars([("acc", "=>", 1)], {"acc": 1})
+
+
+class TwoDense(keras.Model):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = keras.layers.Dense(8), keras.layers.Dense(2)
+
+    def call(self, x):
+        return self.b(self.a(x["tokens"]))
+
+
+def test_model_flops_counts_functional_and_subclassed_dict_models():
+    inputs = keras.Input((4,))
+    functional = keras.Model(inputs, keras.layers.Dense(3)(inputs))
+    # A 4 -> 3 dense layer: 4 x 3 multiply-adds = 24 FLOPs, plus 3 bias adds.
+    assert bench.model_flops(functional, tf.zeros([1, 4])) == pytest.approx(27, abs=3)
+    subclassed = TwoDense()
+    example = {"tokens": tf.zeros([1, 4])}
+    subclassed(example)
+    assert bench.model_flops(subclassed, example) == pytest.approx(2 * 4 * 8 + 8 + 2 * 8 * 2 + 2, abs=6)
+
+
+def test_bench_one_app_end_to_end(tmp_path, monkeypatch):
+    from apps.image_classification import Config, Pipeline
+
+    monkeypatch.setattr(Pipeline, "bench_config", classmethod(lambda cls, quick=False: Config.preset("smoke")))
+    results = bench.run_bench(["image_classification"], quick=True, out_dir=str(tmp_path))
+    r = results["image_classification"]
+    assert r["metrics"]["accuracy"] > r["metrics"]["chance"]
+    assert r["quality_bars"][0]["met"] is True
+    assert r["train_examples_per_s"] > 0 and r["input_pipeline_examples_per_s"] > 0
+    assert r["flops_per_example"] > 1e4 and np.isfinite(r["endpoint_overhead_b32"])
+    assert r["endpoint_latency_ms_b1"]["p99"] >= r["endpoint_latency_ms_b1"]["p50"] > 0
+    stored = json.loads((tmp_path / "bench.json").read_text())
+    assert stored["apps"]["image_classification"]["machine"]["cores"] >= 1
+    text = (tmp_path / "bench.md").read_text()
+    assert "| image_classification | quick | accuracy > chance" in text and "met" in text
+    assert (tmp_path / "bench_image_classification_curves.png").stat().st_size > 1000
+    # --report-only: rewrites bench.md from bench.json, bars re-checked, nothing trained.
+    (tmp_path / "bench.md").unlink()
+    assert bench.run_bench([], out_dir=str(tmp_path)) == {}
+    assert "accuracy > chance" in (tmp_path / "bench.md").read_text()
