@@ -96,7 +96,8 @@ def cmd_bench(args):
         _app(name)
     if args.report_only:
         names = []
-    run_bench(names, quick=args.quick, out_dir=args.out, data=args.data)
+    out = args.out or ("reports/quick" if args.quick else "reports")
+    run_bench(names, quick=args.quick, out_dir=out, data=args.data)
 
 
 def cmd_serve(args):
@@ -164,7 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--data", help="override the data source (a path or tfds:NAME)")
     bench.add_argument("--report-only", action="store_true",
                        help="train nothing: rewrite bench.md from bench.json, re-checking the quality bars")
-    bench.add_argument("--out", default="reports", help="where bench.json, bench.md and plots go")
+    bench.add_argument("--out", help="where bench.json, bench.md and plots go (default reports, or reports/quick "
+                                     "with --quick, so quick numbers never replace full ones)")
     bench.set_defaults(fn=cmd_bench)
 
     serve = sub.add_parser("serve", help="serve exported models over TF Serving's REST and gRPC APIs")

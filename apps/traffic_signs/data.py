@@ -522,6 +522,8 @@ def gtsrb_sign_maker(records, class_index: dict[int, int]):
 
 
 def gtsrb(root: str, cfg, seed: int) -> DetectionSplits:
+    if cfg.scene_signs not in ("data", "drawn"):
+        raise ValueError(f"scene_signs must be 'data' or 'drawn'. Received: scene_signs={cfg.scene_signs!r}")
     records = read_gtsrb(root)
     wanted = set(parse_class_list(cfg.classes)) if cfg.classes else None
     if wanted is not None:
@@ -537,7 +539,10 @@ def gtsrb(root: str, cfg, seed: int) -> DetectionSplits:
     for i, (k, n) in enumerate(counts.items()):
         crops[k] = gtsrb_crop_set(parts[k], class_index, cfg.crop_size)
         # A split without crops of its own (tiny data) borrows none: its scenes are left empty.
-        maker = gtsrb_sign_maker(parts[k], class_index) if parts[k] else None
+        if cfg.scene_signs == "drawn":
+            maker = drawn_sign_maker(class_ids)
+        else:
+            maker = gtsrb_sign_maker(parts[k], class_index) if parts[k] else None
         scenes[k] = (generate_scenes(n, spec, maker, seed * 1000 + i, photos) if maker
                      else to_scene_set([], spec.size, spec.max_signs))
     if cfg.drawn_crops_per_class > 0:
@@ -546,8 +551,9 @@ def gtsrb(root: str, cfg, seed: int) -> DetectionSplits:
         crops["train"] = CropSet(np.concatenate([crops["train"].images, drawn.images]),
                                  np.concatenate([crops["train"].labels, drawn.labels]))
     tracks = {k: len({r.track for r in v}) for k, v in parts.items()}
+    signs = "drawn signs" if cfg.scene_signs == "drawn" else "the real crops"
     info = {"source": f"gtsrb: {root} ({len(records)} crops; split by track: {tracks}); scenes composed "
-                      f"from the real crops on sample photos"}
+                      f"from {signs} on sample photos"}
     return make_splits(scenes, crops, class_ids, info)
 
 

@@ -38,7 +38,7 @@ class Pipeline(BasePipeline):
 
     name = "traffic_signs"
     config_class = Config
-    quality_bars = (("crop_accuracy", ">=", 0.95), ("map_50", ">", "baseline_map_50"))
+    quality_bars = (("crop_accuracy", ">=", 0.95), ("map_50", ">=", 0.7), ("map_50", ">", "baseline_map_50"))
     monitor = "val_loss"
     monitor_mode = "min"
 
@@ -116,6 +116,12 @@ class Pipeline(BasePipeline):
         start = time.monotonic()
         history = classify.fit(self._crop_batches(splits.crops["train"], train=True), validation_data=val,
                                epochs=cfg.classifier_epochs, verbose=cfg.verbose)
+        # The joint phase then trains the detector only: at its constant learning rate the classifier's
+        # held-out accuracy swung between 0.87 and 0.95 from epoch to epoch (measured on the bench preset),
+        # and its best epoch is chosen by a loss the detector dominates.
+        for name in ("crop_backbone", "class_probs"):
+            model.get_layer(name).trainable = False
+        self.compile_model(model)
         result = {"classifier_epochs": cfg.classifier_epochs, "seconds": time.monotonic() - start,
                   **{k: float(v[-1]) for k, v in history.history.items()}}
         print(f"[{self.name}] classifier pre-training: {json.dumps(result)}", flush=True)
@@ -237,7 +243,8 @@ class Pipeline(BasePipeline):
             self.require_model(), self.state["class_ids"], self.state["class_names"],
             serve_size=cfg.serve_size or cfg.image_size, crop_size=cfg.crop_size,
             score_threshold=cfg.score_threshold, max_detections=cfg.max_detections,
-            candidates=cfg.candidates, iou_threshold=cfg.nms_iou, top_k=cfg.top_k)
+            candidates=cfg.candidates, iou_threshold=cfg.nms_iou, top_k=cfg.top_k,
+            refine_candidates=cfg.refine_candidates)
 
     def preprocessed_batch(self, raw_inputs: Sequence[Any]):
         """Scenes at the served size, as the endpoint feeds its detector (for the bench's overhead)."""

@@ -32,7 +32,36 @@ def decode_detections(heatmap: tf.Tensor, regression: tf.Tensor, *, score_thresh
     Returns (boxes [N, D, 4], scores [N, D], class indices int32 [N, D], num_detections [N]).
     """
     heatmap = tf.cast(heatmap, tf.float32)
-    regression = tf.cast(regression, tf.float32)
+    boxes, scores, class_index = _peak_boxes(heatmap, tf.cast(regression, tf.float32), candidates)
+    per_class = tf.one_hot(class_index, tf.shape(heatmap)[-1]) * scores[..., None]
+    return nms(boxes, per_class, score_threshold=score_threshold, max_detections=max_detections,
+               iou_threshold=iou_threshold)
+
+
+def refine_with_classifier(images, heatmap, regression, classify_model, *, crop_size: int, candidates: int):
+    """Class-agnostic peaks named by the crop classifier: (boxes [N, K, 4], per-class scores [N, K, C]).
+
+    The stride-4 heatmap finds signs well but confuses look-alike classes (speed limits 30/50/80);
+    the crop classifier sees each sign at `crop_size` pixels. Each of the `candidates` strongest peaks
+    (over all classes) is cut out of the image with the ~10% border the classifier was trained with,
+    and its score for class c becomes peak strength x classifier probability of c.
+    """
+    heatmap = tf.cast(heatmap, tf.float32)
+    objectness = tf.reduce_max(heatmap, axis=-1, keepdims=True)
+    boxes, scores, _ = _peak_boxes(objectness, tf.cast(regression, tf.float32), candidates)
+    height, width = tf.shape(boxes)[0], tf.shape(boxes)[1]
+    flat = tf.reshape(boxes, [-1, 4])
+    border = tf.stack([flat[:, 2] - flat[:, 0], flat[:, 3] - flat[:, 1]] * 2, axis=-1) * 0.1
+    crops = tf.image.crop_and_resize(
+        tf.cast(images, tf.float32), flat + border * tf.constant([-1.0, -1.0, 1.0, 1.0]),
+        tf.repeat(tf.range(height), width), (crop_size, crop_size))
+    probabilities = tf.cast(classify_model(crops, training=False), tf.float32)
+    per_class = tf.reshape(probabilities, [height, width, -1]) * scores[..., None]
+    return boxes, per_class
+
+
+def _peak_boxes(heatmap: tf.Tensor, regression: tf.Tensor, candidates: int):
+    """The `candidates` best (cell, class) peaks of a heatmap -> (boxes [N, K, 4], scores, class index)."""
     shape = tf.shape(heatmap)
     batch, rows, cols, num_classes = shape[0], shape[1], shape[2], shape[3]
     pooled = tf.nn.max_pool2d(heatmap, 3, 1, "SAME")
@@ -50,14 +79,18 @@ def decode_detections(heatmap: tf.Tensor, regression: tf.Tensor, *, score_thresh
     half_h = tf.exp(tf.clip_by_value(reg[..., 2], -4.0, 6.0)) / rows_f / 2
     half_w = tf.exp(tf.clip_by_value(reg[..., 3], -4.0, 6.0)) / cols_f / 2
     boxes = tf.stack([cy - half_h, cx - half_w, cy + half_h, cx + half_w], axis=-1)
-    per_class = tf.one_hot(class_index, num_classes) * scores[..., None]
+    return boxes, scores, class_index
+
+
+def nms(boxes, per_class, *, score_threshold, max_detections, iou_threshold: float):
+    """Per-class NMS over [N, K, 4] boxes with [N, K, C] scores -> (boxes, scores, class index, count)."""
     # Zero scores stand for "not this class": keep the threshold strictly above them.
     threshold = tf.maximum(tf.cast(score_threshold, tf.float32), 1e-6)
-    nms = tf.image.combined_non_max_suppression(
+    out = tf.image.combined_non_max_suppression(
         boxes[:, :, None, :], per_class, max_output_size_per_class=max_detections,
         max_total_size=max_detections, iou_threshold=iou_threshold, score_threshold=threshold,
         pad_per_class=False, clip_boxes=True)
-    return nms.nmsed_boxes, nms.nmsed_scores, tf.cast(nms.nmsed_classes, tf.int32), nms.valid_detections
+    return out.nmsed_boxes, out.nmsed_scores, tf.cast(out.nmsed_classes, tf.int32), out.valid_detections
 
 
 def check_options(score_threshold, max_detections):
@@ -83,7 +116,7 @@ def per_image(values: tf.Tensor, batch: tf.Tensor, name: str) -> tf.Tensor:
 
 def make_endpoints(model, class_ids: list[int], class_names: list[str], *, serve_size: int, crop_size: int,
                    score_threshold: float, max_detections: int, candidates: int, iou_threshold: float,
-                   top_k: int) -> dict:
+                   top_k: int, refine_candidates: int = 0) -> dict:
     from apps.traffic_signs.model import classifier, detector
 
     detect_model = detector(model)
@@ -99,9 +132,15 @@ def make_endpoints(model, class_ids: list[int], class_names: list[str], *, serve
         threshold, limit = per_image(threshold, batch, "score_threshold"), per_image(limit, batch, "max_detections")
         heatmap, regression = detect_model(images, training=False)
         # One NMS for the batch at the loosest setting, then each image's own threshold and limit.
-        boxes, scores, index, count = decode_detections(
-            heatmap, regression, score_threshold=tf.reduce_min(threshold),
-            max_detections=tf.reduce_max(limit), candidates=candidates, iou_threshold=iou_threshold)
+        if refine_candidates:
+            boxes, per_class = refine_with_classifier(images, heatmap, regression, classify_model,
+                                                      crop_size=crop_size, candidates=refine_candidates)
+            boxes, scores, index, count = nms(boxes, per_class, score_threshold=tf.reduce_min(threshold),
+                                              max_detections=tf.reduce_max(limit), iou_threshold=iou_threshold)
+        else:
+            boxes, scores, index, count = decode_detections(
+                heatmap, regression, score_threshold=tf.reduce_min(threshold),
+                max_detections=tf.reduce_max(limit), candidates=candidates, iou_threshold=iou_threshold)
         slots = tf.range(tf.shape(scores)[1])[None, :]
         # NMS returns each image's detections best first, so the ones above its threshold lead.
         above = tf.reduce_sum(tf.cast((slots < count[:, None]) & (scores >= threshold[:, None]), tf.int32), 1)

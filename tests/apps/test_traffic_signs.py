@@ -9,6 +9,7 @@ import tensorflow as tf
 from PIL import Image
 
 from apps.traffic_signs import Config, Pipeline, data, metrics, signs
+from apps.traffic_signs import serving as serving_lib
 from core.testing import assert_export_roundtrip, shared_dataset, signature_names
 
 
@@ -118,6 +119,39 @@ def test_smoke_fit_beats_blind_baseline(trained, evaluated):
     assert (p.workdir / "detections.png").exists() and (p.workdir / "crop_confusion_matrix.png").exists()
 
 
+def test_classifier_pretraining_runs_before_joint_fit(trained):
+    p, result = trained
+    assert result["pretrain"]["classifier_epochs"] == 15 and result["pretrain"]["accuracy"] > 0.5
+    # The joint phase trains the detector only: the pre-trained classifier stays as it was.
+    assert not p.model.get_layer("crop_backbone").trainable
+
+
+def test_refinement_names_peaks_with_the_classifier():
+    """One peak of class 0 on the heatmap; the classifier says class 2: the detection is class 2, scored
+    peak x probability, with the box from the regression, and the crop it saw is the box plus 10%."""
+    heatmap = np.zeros((1, 8, 8, 3), np.float32)
+    heatmap[0, 2, 5, 0] = 0.8
+    regression = np.zeros((1, 8, 8, 4), np.float32)
+    regression[0, 2, 5] = [0.5, 0.5, np.log(2.0), np.log(2.0)]  # centre (2.5, 5.5) cells, 2 x 2 cells
+    seen = []
+
+    def fixed(crops, training=None):
+        seen.append(crops)
+        return tf.tile(tf.constant([[0.1, 0.2, 0.7]]), [tf.shape(crops)[0], 1])
+
+    images = np.zeros((1, 32, 32, 3), np.float32)
+    images[0, 6:14, 18:26] = 255.0  # the box in pixels: rows 6-14, columns 18-26
+    boxes, per_class = serving_lib.refine_with_classifier(images, heatmap, regression, fixed, crop_size=16,
+                                                          candidates=2)
+    np.testing.assert_allclose(boxes[0, 0], [1.5 / 8, 4.5 / 8, 3.5 / 8, 6.5 / 8], atol=1e-6)
+    np.testing.assert_allclose(per_class[0, 0], [0.08, 0.16, 0.56], atol=1e-6)
+    assert float(tf.reduce_max(per_class[0, 1])) == 0.0  # the second candidate is an empty cell
+    crop = seen[0][0].numpy()
+    assert crop.shape == (16, 16, 3) and crop[8, 8, 0] == 255.0 and crop[0, 0, 0] < 128  # border kept
+    found = serving_lib.nms(boxes, per_class, score_threshold=0.3, max_detections=5, iou_threshold=0.5)
+    assert int(found[3][0]) == 1 and int(found[2][0, 0]) == 2
+
+
 def test_export_roundtrip_signatures_and_optional_inputs(trained, tmp_path):
     p, _ = trained
     path = assert_export_roundtrip(p, tmp_path)
@@ -222,6 +256,11 @@ def test_gtsrb_subset_split_by_track_and_composed_scenes():
     assert len(splits.crops["test"]) == len(parts["test"]) and splits.crops["train"].images.shape[1:] == (32, 32, 3)
     scenes = splits.scenes["train"]
     assert scenes.images.shape == (6, 128, 128, 3) and scenes.objects() >= 3
+    drawn = data.load(cfg.replace(scene_signs="drawn"), seed=0)
+    assert len(drawn.crops["test"]) == len(parts["test"]) and drawn.scenes["test"].objects() >= 1
+    assert "drawn signs" in drawn.info["source"]
+    with pytest.raises(ValueError, match="scene_signs must be"):
+        data.load(cfg.replace(scene_signs="photos"), seed=0)
 
 
 def test_gtsrb_csv_rois_and_gtsdb_tiles(tmp_path):
@@ -264,15 +303,13 @@ def test_gtsrb_csv_rois_and_gtsdb_tiles(tmp_path):
 
 
 @pytest.mark.slow
-def test_bench_gtsrb_accuracy_on_held_out_tracks(tmp_path):
-    root = shared_dataset("gtsrb_subset")
-    p = Pipeline(Config.preset("bench", data=str(root)), workdir=tmp_path)
+def test_bench_gtsrb_tracks_and_drawn_scenes(tmp_path):
+    """The issue's bars, one bench model: >= 0.95 on held-out GTSRB tracks, mAP@0.5 >= 0.7 on held-out
+    scenes of drawn signs of all 43 classes."""
+    shared_dataset("gtsrb_subset")
+    p = Pipeline(Config.preset("bench"), workdir=tmp_path)
     p.fit()
-    assert p.evaluate()["crop_accuracy"] >= 0.95
-
-
-@pytest.mark.slow
-def test_bench_map_on_generated_scenes(tmp_path):
-    p = Pipeline(Config.preset("full"), workdir=tmp_path)
-    p.fit()
-    assert p.evaluate()["map_50"] >= 0.7
+    metrics = p.evaluate()
+    assert metrics["map_50"] > metrics["baseline_map_50"] + 0.3, metrics
+    assert metrics["crop_accuracy"] >= 0.95, metrics
+    assert metrics["map_50"] >= 0.7, metrics
