@@ -34,7 +34,7 @@ test: $(STAMP)  ## the fast test suite (smoke presets)
 test-slow: $(STAMP)  ## slow tests: real-data quality, demo-preset thresholds, multi-process runs
 	$(BIN)/pytest -q -m slow
 
-bench: $(STAMP)  ## quality + speed on ../shared/datasets -> reports/bench.md (APP=name, QUICK=1)
+bench: $(STAMP)  ## quality + speed on ../shared/datasets -> reports/bench.md (APP=name; QUICK=1 -> reports/quick)
 	$(BIN)/catalogue bench $(subst -,_,$(APP)) $(if $(QUICK),--quick,)
 
 lint: $(STAMP)  ## ruff

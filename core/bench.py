@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import time
 from pathlib import Path
 
@@ -102,6 +103,8 @@ def bench_app(name: str, *, quick: bool, out_dir: Path, data: str | None = None)
     if data:
         config = config.replace(data=data)
     workdir = out_dir / "bench_runs" / name
+    # A bench run starts from scratch: resuming an interrupted one would skip part of its budget.
+    shutil.rmtree(workdir, ignore_errors=True)
     pipeline = cls(config, workdir)
     print(f"[bench] {name}: training on {config.data} ({'quick' if quick else 'full'} budget)", flush=True)
     fit = pipeline.fit()
@@ -142,7 +145,7 @@ def bench_app(name: str, *, quick: bool, out_dir: Path, data: str | None = None)
     }
     preprocessed = pipeline.preprocessed_batch(raw32)
     if preprocessed is not None:
-        bare_model = pipeline.serving_model()
+        bare_model = pipeline.require_model()
         model_fn = tf.function(lambda x: bare_model(x, training=False))
         bare = timed_calls(lambda: model_fn(preprocessed), 5 if quick else 20)
         result["endpoint_overhead_b32"] = float(np.median(t32) / np.median(bare) - 1)

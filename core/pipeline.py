@@ -132,10 +132,6 @@ class Pipeline:
         """App hook (optional): the model's input tensor for raw inputs, to measure endpoint overhead."""
         return None
 
-    def serving_model(self) -> keras.Model:
-        """The Keras model the endpoint runs on `preprocessed_batch`'s output (default: the trained model)."""
-        return self.require_model()
-
     @classmethod
     def bench_config(cls, quick: bool = False) -> BaseConfig:
         """Config for `make bench`: the app's `bench` preset (real data) if it has one, else `demo`.
