@@ -136,13 +136,13 @@ class Pipeline:
     def bench_config(cls, quick: bool = False) -> BaseConfig:
         """Config for `make bench`: the app's `bench` preset (real data) if it has one, else `demo`.
 
-        Quick mode caps training at 45 s and skips side-by-side baselines (a config's `anchor_baseline`)
+        Quick mode caps training at 30 s and skips side-by-side baselines (a config's `anchor_baseline`)
         so all seven apps finish within ten minutes.
         """
         presets = cls.config_class.PRESETS
         config = cls.config_class.preset("bench" if "bench" in presets else "demo")
         if quick:
-            config = config.replace(time_budget_s=45.0, epochs=min(config.epochs, 5))
+            config = config.replace(time_budget_s=30.0, epochs=min(config.epochs, 5))
             if getattr(config, "anchor_baseline", False):
                 config = config.replace(anchor_baseline=False)
         return config

@@ -92,6 +92,16 @@ class Pipeline(BasePipeline):
 
         return tf.data.Dataset.zip((scene_ds, crop_ds)).map(join).prefetch(tf.data.AUTOTUNE)
 
+    @classmethod
+    def bench_config(cls, quick: bool = False):
+        config = super().bench_config(quick)
+        # The classifier's pre-training is counted in epochs, not in the time budget: cap it too, and
+        # draw fewer scenes (drawing 2,400 scenes alone takes a minute).
+        if quick:
+            config = config.replace(classifier_epochs=min(config.classifier_epochs, 5), train_scenes=600,
+                                    val_scenes=50, test_scenes=100)
+        return config
+
     def _crop_batches(self, crops: data.CropSet, *, train: bool) -> tf.data.Dataset:
         n = self.num_classes
         ds = crops.dataset()
