@@ -161,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="measure quality and speed on real data; writes reports/bench.md")
     bench.add_argument("apps", nargs="*", help="apps to measure (default: all)")
     bench.add_argument("--quick", action="store_true",
-                       help="cap each app's training at 30 s (all apps in under 10 minutes)")
+                       help="cap each app's training at 30 s (all seven apps: 11 minutes on a 2-core CPU)")
     bench.add_argument("--data", help="override the data source (a path or tfds:NAME)")
     bench.add_argument("--report-only", action="store_true",
                        help="train nothing: rewrite bench.md from bench.json, re-checking the quality bars")
