@@ -22,20 +22,14 @@ import tensorflow as tf
 from core.data import decode_resize_images
 
 
-def decode_detections(heatmap: tf.Tensor, regression: tf.Tensor, *, score_threshold, max_detections,
-                      candidates: int, iou_threshold: float):
-    """CenterNet heads -> NMS-ed detections with normalised boxes.
+def class_peaks(heatmap: tf.Tensor, regression: tf.Tensor, candidates: int):
+    """The heatmap's own classes: (boxes [N, K, 4], per-class scores [N, K, C]) for `nms`.
 
-    Peaks are cells that equal the max of their 3x3 neighbourhood; the `candidates` best (cell, class)
-    peaks become boxes, and per-class NMS (tf.image.combined_non_max_suppression) removes the
-    duplicates that neighbouring peaks of one sign leave.
-    Returns (boxes [N, D, 4], scores [N, D], class indices int32 [N, D], num_detections [N]).
+    Peaks are cells that equal the max of their 3x3 neighbourhood; each of the `candidates` best
+    (cell, class) peaks scores only for its own class.
     """
-    heatmap = tf.cast(heatmap, tf.float32)
-    boxes, scores, class_index = _peak_boxes(heatmap, tf.cast(regression, tf.float32), candidates)
-    per_class = tf.one_hot(class_index, tf.shape(heatmap)[-1]) * scores[..., None]
-    return nms(boxes, per_class, score_threshold=score_threshold, max_detections=max_detections,
-               iou_threshold=iou_threshold)
+    boxes, scores, class_index = _peak_boxes(heatmap, regression, candidates)
+    return boxes, tf.one_hot(class_index, tf.shape(heatmap)[-1]) * scores[..., None]
 
 
 def refine_with_classifier(images, heatmap, regression, classify_model, *, crop_size: int, candidates: int):
@@ -46,9 +40,8 @@ def refine_with_classifier(images, heatmap, regression, classify_model, *, crop_
     (over all classes) is cut out of the image with the ~10% border the classifier was trained with,
     and its score for class c becomes peak strength x classifier probability of c.
     """
-    heatmap = tf.cast(heatmap, tf.float32)
     objectness = tf.reduce_max(heatmap, axis=-1, keepdims=True)
-    boxes, scores, _ = _peak_boxes(objectness, tf.cast(regression, tf.float32), candidates)
+    boxes, scores, _ = _peak_boxes(objectness, regression, candidates)
     height, width = tf.shape(boxes)[0], tf.shape(boxes)[1]
     flat = tf.reshape(boxes, [-1, 4])
     border = tf.stack([flat[:, 2] - flat[:, 0], flat[:, 3] - flat[:, 1]] * 2, axis=-1) * 0.1
@@ -62,6 +55,7 @@ def refine_with_classifier(images, heatmap, regression, classify_model, *, crop_
 
 def _peak_boxes(heatmap: tf.Tensor, regression: tf.Tensor, candidates: int):
     """The `candidates` best (cell, class) peaks of a heatmap -> (boxes [N, K, 4], scores, class index)."""
+    heatmap, regression = tf.cast(heatmap, tf.float32), tf.cast(regression, tf.float32)
     shape = tf.shape(heatmap)
     batch, rows, cols, num_classes = shape[0], shape[1], shape[2], shape[3]
     pooled = tf.nn.max_pool2d(heatmap, 3, 1, "SAME")
@@ -83,7 +77,9 @@ def _peak_boxes(heatmap: tf.Tensor, regression: tf.Tensor, candidates: int):
 
 
 def nms(boxes, per_class, *, score_threshold, max_detections, iou_threshold: float):
-    """Per-class NMS over [N, K, 4] boxes with [N, K, C] scores -> (boxes, scores, class index, count)."""
+    """Per-class NMS over [N, K, 4] boxes with [N, K, C] scores (tf.image.combined_non_max_suppression
+    removes the duplicates neighbouring peaks of one sign leave) -> (normalised boxes [N, D, 4],
+    scores [N, D], class indices int32 [N, D], num_detections [N])."""
     # Zero scores stand for "not this class": keep the threshold strictly above them.
     threshold = tf.maximum(tf.cast(score_threshold, tf.float32), 1e-6)
     out = tf.image.combined_non_max_suppression(
@@ -135,12 +131,10 @@ def make_endpoints(model, class_ids: list[int], class_names: list[str], *, serve
         if refine_candidates:
             boxes, per_class = refine_with_classifier(images, heatmap, regression, classify_model,
                                                       crop_size=crop_size, candidates=refine_candidates)
-            boxes, scores, index, count = nms(boxes, per_class, score_threshold=tf.reduce_min(threshold),
-                                              max_detections=tf.reduce_max(limit), iou_threshold=iou_threshold)
         else:
-            boxes, scores, index, count = decode_detections(
-                heatmap, regression, score_threshold=tf.reduce_min(threshold),
-                max_detections=tf.reduce_max(limit), candidates=candidates, iou_threshold=iou_threshold)
+            boxes, per_class = class_peaks(heatmap, regression, candidates)
+        boxes, scores, index, count = nms(boxes, per_class, score_threshold=tf.reduce_min(threshold),
+                                          max_detections=tf.reduce_max(limit), iou_threshold=iou_threshold)
         slots = tf.range(tf.shape(scores)[1])[None, :]
         # NMS returns each image's detections best first, so the ones above its threshold lead.
         above = tf.reduce_sum(tf.cast((slots < count[:, None]) & (scores >= threshold[:, None]), tf.int32), 1)
