@@ -107,26 +107,43 @@ def bench_app(name: str, *, quick: bool, out_dir: Path, data: str | None = None)
     shutil.rmtree(workdir, ignore_errors=True)
     pipeline = cls(config, workdir)
     print(f"[bench] {name}: training on {config.data} ({'quick' if quick else 'full'} budget)", flush=True)
+    # Wall seconds of each phase, so a slow bench shows where its time went.
+    phases, clock = {}, time.perf_counter()
+
+    def lap(phase):
+        nonlocal clock
+        now = time.perf_counter()
+        phases[phase] = round(now - clock, 1)
+        clock = now
+
+    pipeline.datasets()
+    lap("data")
     fit = pipeline.fit()
+    lap("fit")
     metrics = pipeline.evaluate()
+    lap("evaluate")
     history = fit["history"]
     rates = history.get("examples_per_second", [])
     train_rate = float(np.mean(rates[1:] if len(rates) > 1 else rates)) if rates else None
     train_ds, _ = pipeline.training_data(pipeline.datasets())
-    pipe_rate = input_pipeline_rate(train_ds, pipeline.global_batch_size)
+    pipe_rate = input_pipeline_rate(train_ds, pipeline.global_batch_size, 20 if quick else 50)
     features = next(iter(train_ds))[0]
     one_example = tf.nest.map_structure(lambda t: t[:1], features)
+    flops = model_flops(pipeline.model, one_example)
+    lap("input_pipeline_and_flops")
 
     export_root = out_dir / "bench_exports"
     path = pipeline.export(export_root)
     loaded = tf.saved_model.load(str(path))
     fn = loaded.signatures["serving_default"]
+    lap("export")
     one = pipeline.encode_request(pipeline.sample_inputs(1))
     raw32 = pipeline.sample_inputs(32)
     raw32 = (raw32 * (32 // max(len(raw32), 1) + 1))[:32]
     many = pipeline.encode_request(raw32)
-    lat = timed_calls(lambda: fn(**one), 20 if quick else 100)
-    t32 = timed_calls(lambda: fn(**many), 5 if quick else 20)
+    # Quick mode times fewer calls: enough for a median, not for a stable p99.
+    lat = timed_calls(lambda: fn(**one), 10 if quick else 100, warmup=1 if quick else 2)
+    t32 = timed_calls(lambda: fn(**many), 3 if quick else 20, warmup=1 if quick else 2)
     result = {
         "app": name, "quick": quick, "data": fit["data"].get("source", config.data), "budget": {
             "epochs": config.epochs, "epochs_run": fit["epochs_run"], "time_budget_s": config.time_budget_s,
@@ -139,16 +156,18 @@ def bench_app(name: str, *, quick: bool, out_dir: Path, data: str | None = None)
         "endpoint_latency_ms_b1": {"p50": float(np.percentile(lat, 50) * 1e3),
                                    "p99": float(np.percentile(lat, 99) * 1e3)},
         "endpoint_examples_per_s_b32": float(32 / np.median(t32)),
-        "flops_per_example": model_flops(pipeline.model, one_example),
+        "flops_per_example": flops,
         "export": str(path),
         "machine": machine(),
+        "phase_seconds": phases,
     }
     preprocessed = pipeline.preprocessed_batch(raw32)
     if preprocessed is not None:
         bare_model = pipeline.require_model()
         model_fn = tf.function(lambda x: bare_model(x, training=False))
-        bare = timed_calls(lambda: model_fn(preprocessed), 5 if quick else 20)
+        bare = timed_calls(lambda: model_fn(preprocessed), 3 if quick else 20, warmup=1 if quick else 2)
         result["endpoint_overhead_b32"] = float(np.median(t32) / np.median(bare) - 1)
+    lap("endpoint_timing")
     learning_curves_png(history, out_dir / f"bench_{name}_curves.png", title=name)
     metric_vs_time_png(history, pipeline.monitor, out_dir / f"bench_{name}_metric_vs_time.png", title=name)
     return result
@@ -173,6 +192,12 @@ def met_text(bar: dict) -> str:
     if bar["met"] is None:
         return "not measured"
     return "met" if bar["met"] else f"NOT met (gap {fmt(bar['gap'], 3)})"
+
+
+def phase_text(phases: dict | None) -> str:
+    if not phases:
+        return "n/a"
+    return f"{sum(phases.values()):.0f} s: " + ", ".join(f"{k} {v:.0f}" for k, v in phases.items())
 
 
 def write_markdown(results: list[dict], info: dict, path: Path) -> None:
@@ -203,7 +228,8 @@ def write_markdown(results: list[dict], info: dict, path: Path) -> None:
                   f"| endpoint throughput batch 32 | {fmt(r['endpoint_examples_per_s_b32'])} examples/s |",
                   f"| endpoint overhead over the Keras model, batch 32 | "
                   f"{fmt(r.get('endpoint_overhead_b32'))} |",
-                  f"| model FLOPs per example | {fmt(r['flops_per_example'])} |", "",
+                  f"| model FLOPs per example | {fmt(r['flops_per_example'])} |",
+                  f"| bench wall seconds by phase | {phase_text(r.get('phase_seconds'))} |", "",
                   f"![curves](bench_{r['app']}_curves.png) ![metric vs time](bench_{r['app']}_metric_vs_time.png)",
                   ""]
     path.write_text("\n".join(lines))

@@ -159,6 +159,32 @@ def fixed_windows(ids: np.ndarray, length: int) -> tf.data.Dataset:
     return tf.data.Dataset.from_tensor_slices(windows)
 
 
+def scored_windows(ids: np.ndarray, length: int, stride: int) -> tf.data.Dataset:
+    """Overlapping windows of `length + 1` ids every `stride`, each with the first target it scores.
+
+    Scoring every position of non-overlapping windows averages over contexts of 0..length-1 chars, so
+    it overstates the loss of a model that always has the preceding text. Here the first window scores
+    all its targets and each later one only the targets the previous one did not: every target of
+    `ids` is scored exactly once, with at least `length - stride` characters of context after the
+    first window. stride == length gives non-overlapping windows (plus the remainder at the end).
+    Yields (window int32 [length + 1], score_from int32).
+    """
+    targets = len(ids) - 1
+    if targets < length:
+        raise ValueError(f"Held-out text of {len(ids)} characters is shorter than one window of "
+                         f"{length + 1}; lower seq_len or raise val_fraction/test_fraction.")
+    if not 0 < stride <= length:
+        raise ValueError(f"The evaluation stride must be in 1..seq_len ({length}). Received: {stride}")
+    starts = list(range(0, targets - length + 1, stride))
+    score_from = [0] + [length - stride] * (len(starts) - 1)
+    covered = starts[-1] + length
+    if covered < targets:  # the remainder: one more window ending at the last target
+        starts.append(targets - length)
+        score_from.append(covered - starts[-1])
+    windows = ids[np.asarray(starts)[:, None] + np.arange(length + 1)[None]].astype(np.int32)
+    return tf.data.Dataset.from_tensor_slices((windows, np.asarray(score_from, np.int32)))
+
+
 def jittered_windows(ids: np.ndarray, length: int, stride: int, seed: int) -> tf.data.Dataset:
     """Training windows every `stride` ids, each shifted by a fresh random offset in [0, stride) per epoch.
 

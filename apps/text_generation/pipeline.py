@@ -111,7 +111,7 @@ class Pipeline(BasePipeline):
         anchor = Pipeline(config, self.workdir / "anchor")
         fit = anchor.fit()
         test, _ = anchor.loss_on(anchor.datasets().test)
-        val, _ = anchor.loss_on(anchor.datasets().val)
+        val, _ = anchor.loss_on(anchor.scored("val"))
         self.anchor_metrics = {"anchor_gru_nats_per_char": test, "anchor_gru_val_nats_per_char": val,
                                "anchor_gru_train_seconds": fit["train_seconds"],
                                "anchor_gru_steps": float(anchor.model.optimizer.iterations.numpy())}
@@ -156,9 +156,15 @@ class Pipeline(BasePipeline):
         stride = cfg.train_stride or cfg.seq_len
         info = {**info, "vocabulary_size": self.vocab_size,
                 "unknown_chars": {k: int(np.sum(v == serving.UNKNOWN_ID)) for k, v in self._ids.items()}}
+        # val: non-overlapping windows for the loss Keras reports each epoch (cheap); test: every
+        # character scored once with its preceding context (scored_windows), as the metrics are.
         return Splits(data.jittered_windows(self._ids["train"], cfg.seq_len, stride, cfg.seed),
-                      data.fixed_windows(self._ids["val"], cfg.seq_len),
-                      data.fixed_windows(self._ids["test"], cfg.seq_len), info)
+                      data.fixed_windows(self._ids["val"], cfg.seq_len), self.scored("test"), info)
+
+    def scored(self, split: str) -> tf.data.Dataset:
+        """Held-out `split` ("val" or "test") as scored windows (see data.scored_windows)."""
+        cfg = self.config
+        return data.scored_windows(self._ids[split], cfg.seq_len, cfg.eval_stride or max(cfg.seq_len // 2, 1))
 
     def make_model(self):
         return model_lib.build_model(self.config, self.vocab_size)
@@ -201,19 +207,22 @@ class Pipeline(BasePipeline):
         return [SampleWriter(self, self.workdir / "samples")] if is_chief() else []
 
     def loss_on(self, windows: tf.data.Dataset) -> tuple[float, int]:
-        """Mean next-character cross-entropy (nats) over every position of `windows`, and the count."""
+        """Mean next-character cross-entropy (nats) over the scored targets of (window, score_from)
+        pairs (data.scored_windows), and how many targets were scored."""
         model = self.require_model()
 
         # No Python control flow to convert; autograph=False also avoids AutoGraph's closure-mismatch
         # warning when a second pipeline (the anchor) defines this function again.
-        @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32)], autograph=False)
-        def summed(w):
-            ce = cross_entropy(w[:, 1:], model(w[:, :-1], training=False))
-            return tf.reduce_sum(tf.cast(ce, tf.float64)), tf.size(ce)
+        @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([None], tf.int32)],
+                     autograph=False)
+        def summed(w, score_from):
+            ce = tf.cast(cross_entropy(w[:, 1:], model(w[:, :-1], training=False)), tf.float64)
+            scored = tf.range(tf.shape(ce)[1])[None, :] >= score_from[:, None]
+            return tf.reduce_sum(tf.where(scored, ce, 0.0)), tf.reduce_sum(tf.cast(scored, tf.int32))
 
         total, count = 0.0, 0
-        for w in batched(windows, 64, cache=False):
-            s, c = summed(w)
+        for w, score_from in batched(windows, 64, cache=False):
+            s, c = summed(w, score_from)
             total, count = total + float(s), count + int(c)
         return total / max(count, 1), count
 
@@ -226,7 +235,7 @@ class Pipeline(BasePipeline):
 
     def compute_metrics(self, test):
         nats, count = self.loss_on(test)
-        val_nats, _ = self.loss_on(self.datasets().val)
+        val_nats, _ = self.loss_on(self.scored("val"))
         return {"nats_per_char": nats, "bits_per_char": nats / LN2, "perplexity": math.exp(nats),
                 "val_nats_per_char": val_nats, "unigram_nats_per_char": self.unigram_baseline(),
                 "test_chars": count, **self.anchor_metrics}

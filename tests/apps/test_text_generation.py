@@ -36,6 +36,40 @@ def test_split_text_keeps_order_and_tail():
     assert val.startswith("line ") and test.startswith("line ") and len(test) < len(train) / 5
 
 
+@pytest.mark.parametrize("n,length,stride", [(50, 8, 4), (50, 8, 8), (9, 8, 3), (101, 16, 5)])
+def test_scored_windows_score_every_target_once_with_context(n, length, stride):
+    ids = np.arange(n) + 100
+    scored = []  # (target index in ids, characters of context before it)
+    for window, score_from in data_lib.scored_windows(ids, length, stride).as_numpy_iterator():
+        start = window[0] - 100
+        np.testing.assert_array_equal(window, ids[start:start + length + 1])
+        scored += [(start + j + 1, j + 1) for j in range(score_from, length)]
+    assert sorted(t for t, _ in scored) == list(range(1, n))  # each target once, none dropped
+    late = [c for t, c in scored if t > length]
+    assert not late or min(late) >= length - stride + 1
+    with pytest.raises(ValueError, match="stride"):
+        data_lib.scored_windows(ids, length, length + 1)
+
+
+def test_sliding_evaluation_scores_every_test_character(trained):
+    p, _ = trained
+    nats, count = p.loss_on(p.datasets().test)
+    assert count == len(p._ids["test"]) - 1 and 0 < nats < p.unigram_baseline()
+    # By hand on a short stretch: target t is scored once, by the window whose scored part holds it.
+    L, stride = p.config.seq_len, 16
+    ids = p._ids["test"][:3 * L]
+    model = p.require_model()
+    by_hand = []
+    for window, score_from in data_lib.scored_windows(ids, L, stride).as_numpy_iterator():
+        logits = model(window[None, :-1], training=False)[0].numpy()
+        log_p = logits - np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1, keepdims=True)) \
+            - logits.max(-1, keepdims=True)
+        by_hand += [-log_p[j, window[j + 1]] for j in range(score_from, L)]
+    got, n = p.loss_on(data_lib.scored_windows(ids, L, stride))
+    assert n == len(ids) - 1 == len(by_hand)
+    np.testing.assert_allclose(got, np.mean(by_hand), rtol=1e-4)
+
+
 @pytest.mark.parametrize("arch", ["gpt", "gru"])
 def test_model_output_shapes(arch):
     p = Pipeline(Config.preset("smoke", arch=arch))
