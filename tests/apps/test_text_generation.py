@@ -194,8 +194,9 @@ def test_text_file_source_on_tiny_shakespeare(tmp_path):
     chars = splits.info["chars"]
     assert sum(chars.values()) == len(path.read_text(encoding="utf-8"))
     assert chars["test"] < chars["train"] / 10
-    window = next(iter(splits.test))
+    window, score_from = next(iter(splits.test))
     assert tuple(window.shape) == (p.config.seq_len + 1,) and int(tf.reduce_min(window)) >= 2
+    assert int(score_from) == 0  # the first held-out window scores all its targets
     # Folders work too: every text file under it, in sorted order.
     folder = tmp_path / "texts"
     (folder / "sub").mkdir(parents=True)
