@@ -145,6 +145,23 @@ def write_models_config(out_dir: str | Path) -> Path:
     return path
 
 
+def run_model(model, inputs, **kwargs):
+    """model(inputs, training=False) for a request batch, including a batch of zero examples.
+
+    TF's fused BatchNorm kernels on CPU reject a batch of size 0 ("Incompatible shapes: [C] vs.
+    [0,H,W,C]"), so an empty request would fail inside the model. One zero example is appended to an
+    empty batch (nothing is added otherwise) and every output keeps only the real rows.
+    """
+    rows = tf.shape(tf.nest.flatten(inputs)[0])[0]
+    extra = tf.maximum(1 - rows, 0)
+
+    def pad(t):  # concat, not tf.pad: it keeps the static shape of the other dimensions
+        return tf.concat([t, tf.zeros(tf.concat([[extra], tf.shape(t)[1:]], axis=0), t.dtype)], axis=0)
+
+    outputs = model(tf.nest.map_structure(pad, inputs), training=False, **kwargs)
+    return tf.nest.map_structure(lambda t: t[:rows], outputs)
+
+
 def call_signature(loaded, name: str, inputs: Mapping[str, object]) -> dict[str, np.ndarray]:
     """Calls a signature of a loaded SavedModel with numpy/python inputs; returns numpy outputs."""
     if name not in loaded.signatures:

@@ -39,7 +39,17 @@ def assert_export_roundtrip(pipeline, out_dir: str | Path) -> Path:
             assert value.dtype != np.float16 and value.dtype.name != "bfloat16", (name, key, value.dtype)
     raw = pipeline.sample_inputs(3)
     assert pipeline.predict_exported(path, raw) == pipeline.predict(raw)
+    assert_empty_request_answers_empty(loaded)
     return path
+
+
+def assert_empty_request_answers_empty(loaded) -> None:
+    """serving_default called with zero rows in every input returns zero rows in every output."""
+    fn = loaded.signatures["serving_default"]
+    empty = {name: tf.zeros([0, *[d or 1 for d in spec.shape[1:]]], spec.dtype)  # "" for strings
+             for name, spec in fn.structured_input_signature[1].items()}
+    outputs = fn(**empty)
+    assert all(int(v.shape[0]) == 0 for v in outputs.values()), {k: v.shape for k, v in outputs.items()}
 
 
 def signature_names(path: str | Path) -> dict[str, dict[str, list[str]]]:

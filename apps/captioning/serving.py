@@ -19,6 +19,7 @@ import tensorflow as tf
 
 from apps.captioning.data import END, START, with_markers
 from core.data import decode_resize_images
+from core.export import run_model
 
 NEG = -1e9  # "impossible" without the inf - inf = nan of a true -inf
 
@@ -55,7 +56,7 @@ class Decoder:
 
     def greedy(self, images):
         """-> (token ids [N, L + 1] starting with [start], log-probabilities [N])."""
-        return self._greedy(self.encoder(images, training=False))
+        return self._greedy(run_model(self.encoder, images))
 
     def _greedy(self, features):
         n = tf.shape(features)[0]
@@ -83,7 +84,7 @@ class Decoder:
         unfinished ones on its final score; the search stops when all B kept hypotheses are finished.
         The greedy caption is a candidate too, so the best beam is never less likely than greedy.
         """
-        image_features = self.encoder(images, training=False)
+        image_features = run_model(self.encoder, images)
         n = tf.shape(image_features)[0]
         vocab = len(self.vocabulary)
         features = tf.repeat(image_features, beam_width, axis=0)  # [N * B, T, D], beams of an image together
@@ -127,7 +128,7 @@ class Decoder:
     def log_probability(self, images, token_ids):
         """Teacher-forced log-probability of tokenized captions [N, L + 1] (as the vectorizer makes them)."""
         token_ids = tf.cast(token_ids, tf.int32)
-        logits = self.decoder([self.encoder(images, training=False), token_ids[:, :-1]], training=False)
+        logits = self.decoder([run_model(self.encoder, images), token_ids[:, :-1]], training=False)
         targets = token_ids[:, 1:]
         log_probs = tf.gather(tf.nn.log_softmax(tf.cast(logits, tf.float32)), targets, batch_dims=2)
         return tf.reduce_sum(tf.where(targets != 0, log_probs, 0.0), axis=-1)

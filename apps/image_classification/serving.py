@@ -10,6 +10,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from core.data import decode_resize_images
+from core.export import run_model
 
 
 def make_endpoints(model, class_names: list[str], image_size: int, top_k: int) -> dict:
@@ -23,12 +24,12 @@ def make_endpoints(model, class_names: list[str], image_size: int, top_k: int) -
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
     def serve_image_bytes(image_bytes):
-        return top(model(decode_resize_images(image_bytes, size), training=False))
+        return top(run_model(model, decode_resize_images(image_bytes, size)))
 
     @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32, name="images")])
     def predict_images(images):
         resized = tf.image.resize(images, size, antialias=True)
-        return top(model(resized, training=False))
+        return top(run_model(model, resized))
 
     return {"serving_default": serve_image_bytes, "predict_images": predict_images}
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from apps.speech_commands.data import fix_length, load_clip
+from core.export import run_model
 
 
 def make_endpoints(model, class_names: list[str], config) -> dict:
@@ -35,10 +36,10 @@ def make_endpoints(model, class_names: list[str], config) -> dict:
         # Clips decode and resample independently: let the graph run several at once.
         waves = tf.map_fn(clip, audio_wav_bytes, fn_output_signature=tf.TensorSpec([samples], tf.float32),
                           parallel_iterations=16)
-        return answer(model(waves, training=False))
+        return answer(run_model(model, waves))
 
     @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32, name="waveform")], autograph=False)
     def predict_waveform(waveform):
-        return answer(model(fix_length(waveform, samples), training=False))
+        return answer(run_model(model, fix_length(waveform, samples)))
 
     return {"serving_default": serve_wav_bytes, "predict_waveform": predict_waveform}

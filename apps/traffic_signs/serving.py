@@ -20,6 +20,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from core.data import decode_resize_images
+from core.export import run_model
 
 
 def class_peaks(heatmap: tf.Tensor, regression: tf.Tensor, candidates: int):
@@ -48,7 +49,7 @@ def refine_with_classifier(images, heatmap, regression, classify_model, *, crop_
     crops = tf.image.crop_and_resize(
         tf.cast(images, tf.float32), flat + border * tf.constant([-1.0, -1.0, 1.0, 1.0]),
         tf.repeat(tf.range(height), width), (crop_size, crop_size))
-    probabilities = tf.cast(classify_model(crops, training=False), tf.float32)
+    probabilities = tf.cast(run_model(classify_model, crops), tf.float32)
     per_class = tf.reshape(probabilities, [height, width, -1]) * scores[..., None]
     return boxes, per_class
 
@@ -126,15 +127,17 @@ def make_endpoints(model, class_ids: list[int], class_names: list[str], *, serve
         threshold, limit = check_options(threshold, limit)
         batch = tf.shape(images)[0]
         threshold, limit = per_image(threshold, batch, "score_threshold"), per_image(limit, batch, "max_detections")
-        heatmap, regression = detect_model(images, training=False)
+        heatmap, regression = run_model(detect_model, images)
         # One NMS for the batch at the loosest setting, then each image's own threshold and limit.
         if refine_candidates:
             boxes, per_class = refine_with_classifier(images, heatmap, regression, classify_model,
                                                       crop_size=crop_size, candidates=refine_candidates)
         else:
             boxes, per_class = class_peaks(heatmap, regression, candidates)
-        boxes, scores, index, count = nms(boxes, per_class, score_threshold=tf.reduce_min(threshold),
-                                          max_detections=tf.reduce_max(limit), iou_threshold=iou_threshold)
+        # (The clamps only matter for an empty request, where the min and max of no values are +-inf.)
+        boxes, scores, index, count = nms(boxes, per_class, score_threshold=tf.minimum(tf.reduce_min(threshold), 1.0),
+                                          max_detections=tf.maximum(tf.reduce_max(limit), 1),
+                                          iou_threshold=iou_threshold)
         slots = tf.range(tf.shape(scores)[1])[None, :]
         # NMS returns each image's detections best first, so the ones above its threshold lead.
         above = tf.reduce_sum(tf.cast((slots < count[:, None]) & (scores >= threshold[:, None]), tf.int32), 1)
@@ -165,8 +168,7 @@ def make_endpoints(model, class_ids: list[int], class_names: list[str], *, serve
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
     def classify_crops(image_bytes):
-        probabilities = classify_model(decode_resize_images(image_bytes, (crop_size, crop_size)),
-                                       training=False)
+        probabilities = run_model(classify_model, decode_resize_images(image_bytes, (crop_size, crop_size)))
         scores, index = tf.math.top_k(tf.cast(probabilities, tf.float32), k=k)
         return {"classes": tf.gather(names, index), "class_ids": tf.gather(ids, index), "scores": scores}
 
