@@ -163,8 +163,7 @@ def bench_app(name: str, *, quick: bool, out_dir: Path, data: str | None = None)
     }
     preprocessed = pipeline.preprocessed_batch(raw32)
     if preprocessed is not None:
-        bare_model = pipeline.require_model()
-        model_fn = tf.function(lambda x: bare_model(x, training=False))
+        model_fn = tf.function(pipeline.bare_model_fn())
         bare = timed_calls(lambda: model_fn(preprocessed), 3 if quick else 20, warmup=1 if quick else 2)
         result["endpoint_overhead_b32"] = float(np.median(t32) / np.median(bare) - 1)
     lap("endpoint_timing")

@@ -132,6 +132,15 @@ class Pipeline:
         """App hook (optional): the model's input tensor for raw inputs, to measure endpoint overhead."""
         return None
 
+    def bare_model_fn(self):
+        """App hook: serving_default's neural work as a function of preprocessed_batch()'s tensor.
+
+        The bench times it against the endpoint on raw inputs; the difference is the endpoint's
+        overhead (decoding, resizing, readable outputs). Default: the Keras model itself.
+        """
+        model = self.require_model()
+        return lambda x: model(x, training=False)
+
     @classmethod
     def bench_config(cls, quick: bool = False) -> BaseConfig:
         """Config for `make bench`: the app's `bench` preset (real data) if it has one, else `demo`.

@@ -15,7 +15,7 @@ import tensorflow as tf
 from apps.captioning import data, serving
 from apps.captioning import model as model_lib
 from apps.captioning.config import Config
-from core.data import batched, read_bytes
+from core.data import batched, decode_resize_images, read_bytes
 from core.pipeline import Pipeline as BasePipeline
 from core.plots import captioned_images_png
 
@@ -181,6 +181,15 @@ class Pipeline(BasePipeline):
 
     def encode_request(self, raw_inputs: Sequence[Any]):
         return {"image_bytes": tf.constant([read_bytes(x) for x in raw_inputs], tf.string)}
+
+    def preprocessed_batch(self, raw_inputs: Sequence[Any]):
+        return decode_resize_images(self.encode_request(raw_inputs)["image_bytes"], (self.config.image_size,) * 2)
+
+    def bare_model_fn(self):
+        # serving_default's neural work is the whole greedy loop (the encoder once, the decoder once
+        # per word); the endpoint adds decoding the image bytes and joining the words into a string.
+        decoder = self.caption_decoder()
+        return lambda images: decoder.greedy(images)[0]
 
     def decode_response(self, outputs: Mapping[str, np.ndarray]):
         return [c.decode("utf-8") for c in outputs["caption"]]

@@ -248,3 +248,12 @@ def test_coco_mini_trains_and_evaluates_end_to_end(tmp_path):
     path = assert_export_roundtrip(p, tmp_path / "export")
     caption = p.predict_exported(path, [sorted((root / "train2017").glob("*.jpg"))[0]])[0]
     assert isinstance(caption, str) and caption
+
+
+def test_bench_bare_model_fn_is_serving_default_without_bytes_and_strings(trained):
+    # The bench's overhead figure compares serving_default with this function: it must do the same
+    # neural work, so its tokens spell exactly the endpoint's captions.
+    p, _ = trained
+    raw = p.sample_inputs(3)
+    tokens = tf.function(p.bare_model_fn())(p.preprocessed_batch(raw))
+    assert [c.decode("utf-8") for c in p.caption_decoder().detokenize(tokens).numpy()] == p.predict(raw)
