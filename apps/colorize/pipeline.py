@@ -132,6 +132,11 @@ class Pipeline(BasePipeline):
         rgb = decode_resize_images(self.encode_request(raw_inputs)["image_bytes"], size)
         return color.rgb_to_lab(rgb / 255.0)[..., :1]
 
+    def bare_model_fn(self):
+        # The model's prediction is ab colour: for a loss="bins" model that is the annealed mean of its
+        # bin distribution, a step of the model's output, not of the request's format.
+        return serving.make_ab_predictor(self.require_model(), self.centers, self.config.temperature)
+
     def sample_inputs(self, n: int = 4):
         """Black-and-white PNGs of test photos: what a user of this app has."""
         images = [x for x in self.datasets().test.take(n)]

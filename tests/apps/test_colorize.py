@@ -166,6 +166,13 @@ def test_from_workdir_gives_same_answers(trained):
     assert again.predict(raw) == p.predict(raw)
 
 
+def test_bench_bare_model_fn_predicts_ab_colour(trained):
+    # What the bench times the endpoint against: the model and its annealed mean, ab in Lab's range.
+    p, _ = trained
+    ab = p.bare_model_fn()(p.preprocessed_batch(p.sample_inputs(2))).numpy()
+    assert ab.shape[0] == 2 and ab.shape[-1] == 2 and np.abs(ab).max() < 128
+
+
 def test_folder_source_on_real_flowers(tmp_path):
     root = shared_dataset("flowers_128")
     p = Pipeline(Config.preset("smoke", data=str(root), prior_images=64), workdir=tmp_path)
