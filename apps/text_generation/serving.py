@@ -152,8 +152,10 @@ def make_generate(model, lookup, inverse, *, arch: str, context_length: int, max
         with tf.control_dependencies(checks):
             ids, lengths = encode_prompts(prompt, lookup)
         prompt_hash = tf.strings.to_hash_bucket_fast(prompt, 2 ** 62)
-        new = generate_ids(model, arch, context_length, ids, lengths, max_new_tokens, temperature, top_k,
-                           top_p, seed, prompt_hash, max_generate)
+        # An empty request answers empty: the GRU's first step cannot slice a batch of no prompts.
+        new = tf.cond(n > 0, lambda: generate_ids(model, arch, context_length, ids, lengths, max_new_tokens,
+                                                  temperature, top_k, top_p, seed, prompt_hash, max_generate),
+                      lambda: tf.zeros([0, 0], tf.int32))
         new = tf.RaggedTensor.from_tensor(new, lengths=max_new_tokens)
         continuation = tf.strings.reduce_join(new.with_flat_values(inverse(new.flat_values)), axis=-1)
         return {"text": prompt + continuation}
