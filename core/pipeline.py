@@ -27,6 +27,7 @@ from core import training
 from core.config import BaseConfig
 from core.data import Splits
 from core.distribute import get_strategy, is_chief, set_precision
+from core.schedules import BudgetClock, BudgetedCosine
 
 
 class Pipeline:
@@ -59,6 +60,8 @@ class Pipeline:
         self.strategy: tf.distribute.Strategy | None = None
         self._splits: Splits | None = None
         self._endpoints: dict | None = None
+        # Schedules from cosine_learning_rate(); fit() feeds each the time budget's clock.
+        self._budgeted_schedules: list[BudgetedCosine] = []
 
     # ------------------------------------------------------------------------------------------
     # App hooks.
@@ -177,16 +180,22 @@ class Pipeline:
         scale = self.replicas if self.config.scale_lr_with_replicas else 1
         return self.config.learning_rate * scale
 
-    def cosine_learning_rate(self) -> keras.optimizers.schedules.LearningRateSchedule:
-        """The (replica-scaled) learning rate decayed to zero over the run along a cosine.
+    def cosine_learning_rate(self, total_steps: int | None = None, warmup_steps: int = 0,
+                             min_fraction: float = 0.0) -> BudgetedCosine:
+        """The (replica-scaled) learning rate after a linear warmup, decayed along a cosine.
 
-        The run length comes from the training split's size (`info["sizes"]["train"]`) or from
-        `steps_per_epoch`; the last epochs then settle instead of bouncing between minima.
+        The decay ends with the run: after `total_steps` (default: `epochs` times the steps of one
+        epoch, from `steps_per_epoch` or the training split's size in `info["sizes"]["train"]`) or
+        when the config's time budget runs out, whichever comes first (fit() feeds it the clock), so
+        the last steps settle instead of bouncing between minima on any machine.
         """
         cfg = self.config
-        train_size = self.datasets().info.get("sizes", {}).get("train", 1000)
-        steps = cfg.epochs * (cfg.steps_per_epoch or -(-train_size // self.global_batch_size))
-        return keras.optimizers.schedules.CosineDecay(self.learning_rate, max(steps, 1))
+        if total_steps is None:
+            train_size = self.datasets().info.get("sizes", {}).get("train", 1000)
+            total_steps = cfg.epochs * (cfg.steps_per_epoch or -(-train_size // self.global_batch_size))
+        schedule = BudgetedCosine(self.learning_rate, max(total_steps, 1), warmup_steps, min_fraction)
+        self._budgeted_schedules.append(schedule)
+        return schedule
 
     def datasets(self) -> Splits:
         if self._splits is None:
@@ -212,9 +221,11 @@ class Pipeline:
         steps = cfg.steps_per_epoch or None
         if steps:
             train = train.repeat()
+        self._budgeted_schedules = []
         with self.strategy.scope():
             model = self.build_model()
             self.compile_model(model)
+        clocks = [BudgetClock(s, cfg.time_budget_s) for s in self._budgeted_schedules]
         self.model = model
         self._endpoints = None
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -230,7 +241,7 @@ class Pipeline:
         else:
             result = training.fit_model(
                 model, train, val, config=cfg, workdir=self.workdir, monitor=self.monitor,
-                mode=self.monitor_mode, extra_callbacks=self.extra_callbacks(), steps_per_epoch=steps,
+                mode=self.monitor_mode, extra_callbacks=self.extra_callbacks() + clocks, steps_per_epoch=steps,
                 batch_size=self.global_batch_size)
         # Exports and the CLI need float32 outputs and a plain policy, whatever training used.
         keras.mixed_precision.set_global_policy("float32")

@@ -182,10 +182,7 @@ class Pipeline(BasePipeline):
     def compile_model(self, model):
         cfg = self.config
         warmup = min(cfg.warmup_steps, self.total_steps() // 2)
-        schedule = keras.optimizers.schedules.CosineDecay(
-            0.0 if warmup else self.learning_rate, max(self.total_steps() - warmup, 1),
-            alpha=cfg.min_lr_fraction, warmup_target=self.learning_rate if warmup else None,
-            warmup_steps=warmup)
+        schedule = self.cosine_learning_rate(self.total_steps(), warmup, cfg.min_lr_fraction)
         optimizer = keras.optimizers.AdamW(schedule, weight_decay=cfg.weight_decay,
                                            clipnorm=cfg.clipnorm or None)
         # Decay matrices only: norms, biases and embeddings keep their scale.

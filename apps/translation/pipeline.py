@@ -22,42 +22,33 @@ from core.pipeline import Pipeline as BasePipeline
 
 @keras.saving.register_keras_serializable(package="catalogue")
 class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
-    """Linear warmup to `peak`, then inverse-square-root decay, cosine decay to zero, or constant.
+    """Linear warmup to `peak`, then inverse-square-root decay or a constant rate.
+
+    (The cosine option is core.schedules.BudgetedCosine, which also ends with a time budget.)
 
     Args:
         peak: learning rate at the end of the warmup.
         warmup_steps: steps of the linear ramp from 0.
-        decay: "inverse_sqrt" (peak * sqrt(warmup / step)), "cosine" or "constant".
-        decay_steps: cosine only: steps after the warmup until the rate reaches zero.
+        decay: "inverse_sqrt" (peak * sqrt(warmup / step)) or "constant".
     """
 
-    def __init__(self, peak, warmup_steps, decay="inverse_sqrt", decay_steps=0):
-        if decay not in ("inverse_sqrt", "cosine", "constant"):
+    def __init__(self, peak, warmup_steps, decay="inverse_sqrt"):
+        if decay not in ("inverse_sqrt", "constant"):
             raise ValueError(f"Unknown schedule. Received: schedule={decay!r}; "
                              "valid: ['inverse_sqrt', 'cosine', 'constant']")
-        if decay == "cosine" and decay_steps <= 0:
-            raise ValueError(f"The cosine schedule needs decay_steps > 0. Received: decay_steps={decay_steps}")
         self.peak = peak
         self.warmup_steps = warmup_steps
         self.decay = decay
-        self.decay_steps = decay_steps
 
     def __call__(self, step):
         step = tf.cast(step, tf.float32) + 1.0
         warmup = float(max(self.warmup_steps, 1))
         ramp = step / warmup
-        if self.decay == "inverse_sqrt":
-            after = tf.sqrt(warmup / step)
-        elif self.decay == "cosine":
-            progress = tf.clip_by_value((step - warmup) / float(self.decay_steps), 0.0, 1.0)
-            after = 0.5 * (1.0 + tf.cos(math.pi * progress))
-        else:
-            after = tf.ones_like(step)
+        after = tf.sqrt(warmup / step) if self.decay == "inverse_sqrt" else tf.ones_like(step)
         return self.peak * tf.where(step < warmup, ramp, after)
 
     def get_config(self):
-        return {"peak": self.peak, "warmup_steps": self.warmup_steps, "decay": self.decay,
-                "decay_steps": self.decay_steps}
+        return {"peak": self.peak, "warmup_steps": self.warmup_steps, "decay": self.decay}
 
 
 def smoothed_loss(label_smoothing: float):
@@ -205,7 +196,10 @@ class Pipeline(BasePipeline):
         cfg = self.config
         decay_steps = cfg.decay_steps or max(1, cfg.epochs * (cfg.steps_per_epoch or self.steps_per_epoch_estimate())
                                              - cfg.warmup_steps)
-        schedule = WarmupSchedule(self.learning_rate, cfg.warmup_steps, cfg.schedule, decay_steps)
+        if cfg.schedule == "cosine":  # ends with the run, counted in steps or by the time budget
+            schedule = self.cosine_learning_rate(cfg.warmup_steps + decay_steps, cfg.warmup_steps)
+        else:
+            schedule = WarmupSchedule(self.learning_rate, cfg.warmup_steps, cfg.schedule)
         if cfg.optimizer == "adam":
             optimizer = keras.optimizers.Adam(schedule, beta_2=0.98, epsilon=1e-9, clipnorm=cfg.clipnorm or None)
         elif cfg.optimizer == "rmsprop":
