@@ -34,7 +34,25 @@ def machine() -> dict:
         pass
     return {"cpu": cpu, "cores": os.cpu_count(), "tensorflow": tf.__version__,
             "keras": __import__("keras").__version__, "python": platform.python_version(),
-            "devices": [d.name for d in tf.config.list_logical_devices()]}
+            "devices": [d.name for d in tf.config.list_logical_devices()],
+            "matmul_gflops": round(matmul_gflops(), 1)}
+
+
+def matmul_gflops(side: int = 2048, repeats: int = 10) -> float:
+    """float32 matmul throughput through TF on the default device: what a wall-clock budget buys here.
+
+    The quality bars under time budgets were set on a machine doing ~180 GFLOP/s; a result from a
+    machine at a third of that trained on a third of the compute, and says so beside its numbers.
+    """
+    a = tf.random.stateless_normal([side, side], seed=[0, 1])
+    b = tf.random.stateless_normal([side, side], seed=[1, 2])
+    multiply = tf.function(tf.matmul)
+    multiply(a, b).numpy()  # trace and warm up
+    start = time.perf_counter()
+    for _ in range(repeats):
+        c = multiply(a, b)
+    c.numpy()
+    return 2 * side ** 3 * repeats / (time.perf_counter() - start) / 1e9
 
 
 def timed_calls(fn, n: int, warmup: int = 2) -> np.ndarray:
@@ -201,7 +219,9 @@ def phase_text(phases: dict | None) -> str:
 
 def write_markdown(results: list[dict], info: dict, path: Path) -> None:
     lines = ["# Benchmarks", "", f"Machine: {info['cpu']}, {info['cores']} cores, TF {info['tensorflow']}, "
-             f"Keras {info['keras']}, devices {', '.join(info['devices'])}. Written by `make bench`.", ""]
+             f"Keras {info['keras']}, devices {', '.join(info['devices'])}, float32 matmul "
+             f"{info.get('matmul_gflops', 'n/a')} GFLOP/s (the time-budgeted bars were set at ~180). "
+             "Written by `make bench`.", ""]
     lines += ["| app | run | quality bar | measured | met |", "|---|---|---|---|---|"]
     for r in results:
         for bar in r.get("quality_bars", []):

@@ -44,12 +44,13 @@ def assert_export_roundtrip(pipeline, out_dir: str | Path) -> Path:
 
 
 def assert_empty_request_answers_empty(loaded) -> None:
-    """serving_default called with zero rows in every input returns zero rows in every output."""
-    fn = loaded.signatures["serving_default"]
-    empty = {name: tf.zeros([0, *[d or 1 for d in spec.shape[1:]]], spec.dtype)  # "" for strings
-             for name, spec in fn.structured_input_signature[1].items()}
-    outputs = fn(**empty)
-    assert all(int(v.shape[0]) == 0 for v in outputs.values()), {k: v.shape for k, v in outputs.items()}
+    """Every signature called with zero rows in every input returns zero rows in every output."""
+    for signature, fn in loaded.signatures.items():
+        empty = {name: tf.zeros([0, *[d or 1 for d in spec.shape[1:]]], spec.dtype)  # "" for strings
+                 for name, spec in fn.structured_input_signature[1].items()}
+        outputs = fn(**empty)
+        assert all(int(v.shape[0]) == 0 for v in outputs.values()), (
+            signature, {k: v.shape for k, v in outputs.items()})
 
 
 def signature_names(path: str | Path) -> dict[str, dict[str, list[str]]]:

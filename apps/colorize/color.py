@@ -35,6 +35,19 @@ def rgb_to_lab(rgb: tf.Tensor) -> tf.Tensor:
     return tf.stack([116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)], axis=-1)
 
 
+def lightness(rgb: tf.Tensor) -> tf.Tensor:
+    """sRGB [..., 3] in [0, 1] -> Lab's L [..., 1]: rgb_to_lab's first channel, from Y alone.
+
+    What the model sees and what the recombination keeps at full resolution; a third of the cube
+    roots and matrix columns of the full conversion.
+    """
+    rgb = tf.clip_by_value(tf.convert_to_tensor(rgb, tf.float32), 0.0, 1.0)
+    linear = tf.where(rgb <= 0.04045, rgb / 12.92, tf.pow((rgb + 0.055) / 1.055, 2.4))
+    y = tf.tensordot(linear, tf.constant(_RGB_TO_XYZ[1:2].T / _WHITE_D65[1], tf.float32), axes=1)
+    fy = tf.where(y > _DELTA ** 3, tf.pow(tf.maximum(y, _DELTA ** 3), 1.0 / 3.0), y / (3 * _DELTA ** 2) + 4.0 / 29.0)
+    return 116.0 * fy - 16.0
+
+
 def lab_to_rgb(lab: tf.Tensor, clip: bool = True) -> tf.Tensor:
     """Lab [..., 3] -> sRGB [..., 3], clipped to [0, 1] unless `clip=False` (for gamut tests)."""
     lab = tf.convert_to_tensor(lab, tf.float32)

@@ -95,7 +95,7 @@ class Pipeline(BasePipeline):
             rgb = rgb / 255.0
             # Rounded to 8 bits, as the served PNG is.
             outputs.append(np.round(colorize(rgb).numpy() * 255.0))
-            grays.append(np.round(color.gray_rgb(color.rgb_to_lab(rgb)[..., :1]).numpy() * 255.0))
+            grays.append(np.round(color.gray_rgb(color.lightness(rgb)).numpy() * 255.0))
             originals.append(np.round(rgb.numpy() * 255.0))
         originals, outputs, grays = (np.concatenate(x).astype(np.float32) for x in (originals, outputs, grays))
         reference = color.colorfulness(originals).mean()
@@ -130,7 +130,7 @@ class Pipeline(BasePipeline):
         """The model's input (lightness at its resolution) for raw inputs, to time the bare model."""
         size = (self.config.image_size, self.config.image_size)
         rgb = decode_resize_images(self.encode_request(raw_inputs)["image_bytes"], size)
-        return color.rgb_to_lab(rgb / 255.0)[..., :1]
+        return color.lightness(rgb / 255.0)
 
     def bare_model_fn(self):
         # The model's prediction is ab colour: for a loss="bins" model that is the annealed mean of its

@@ -37,6 +37,9 @@ class Config(BaseConfig):
     head_width: int = 48
     dropout: float = 0.2
     augment: bool = True
+    # >0: half the classifier's training crops are shrunk to a random fraction of their side between
+    # this and 1, then resized back (GTSRB's far signs are 15-30 px photos upscaled to crop_size).
+    crop_rescale: float = 0.0
 
     # Loss.
     size_weight: float = 0.5
@@ -58,6 +61,10 @@ class Config(BaseConfig):
     # trained model): mAP@0.5 0.662 with the heatmap's classes, 0.767 with 10 or 20 refined peaks.
     refine_candidates: int = 20
     top_k: int = 3  # classify_crops answers
+    # classify_crops (and crop_accuracy) average the classifier over this many views of each crop: the
+    # crop, then 90% crops of its centre and corners (at most 6). The detector's naming of its peaks
+    # stays at one view (20 peaks x 6 views would cost several times the detector itself).
+    crop_views: int = 6
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         # Five visually distinct classes on 128 px scenes: trains in well under a minute on 2 cores.

@@ -103,9 +103,27 @@ def detector(model: keras.Model) -> keras.Model:
                        name="detector")
 
 
-def classifier(model: keras.Model) -> keras.Model:
-    """The crop branch of the joint model (shares its weights): crops -> class probabilities."""
-    return keras.Model(model.input["crops"], model.output["class_probs"], name="classifier")
+def classifier(model: keras.Model, views: int = 1) -> keras.Model:
+    """The crop branch of the joint model (shares its weights): crops -> class probabilities.
+
+    views > 1 averages the probabilities over that many views of each crop (test-time augmentation):
+    the crop itself, then 90% crops from its centre and four corners, each resized back. A crop's
+    framing varies (GTSRB's border is 10% of the sign, with jitter); the views vote over it.
+    """
+    if not 1 <= views <= 6:
+        raise ValueError(f"views must be between 1 and 6. Received: views={views}")
+    single = keras.Model(model.input["crops"], model.output["class_probs"], name="classifier")
+    if views == 1:
+        return single
+    size = model.input["crops"].shape[1]
+    crops = keras.Input((size, size, 3), name="crops")
+    inner = int(round(0.9 * size))
+    corners = [((size - inner) // 2,) * 2, (0, 0), (0, size - inner), (size - inner, 0), (size - inner,) * 2]
+    stacked = [crops] + [ops.image.resize(crops[:, y:y + inner, x:x + inner, :], (size, size))
+                         for y, x in corners[:views - 1]]
+    probs = single(ops.concatenate(stacked, axis=0))
+    probs = ops.mean(ops.reshape(probs, (len(stacked), -1, probs.shape[-1])), axis=0)
+    return keras.Model(crops, probs, name=f"classifier_{len(stacked)}_views")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -104,8 +104,19 @@ class Pipeline(BasePipeline):
         ds = crops.dataset().repeat() if repeat else crops.dataset()
         if train:
             ds = ds.shuffle(min(len(crops), 8192), seed=self.config.seed, reshuffle_each_iteration=True)
+            if self.config.crop_rescale > 0:
+                ds = ds.map(self._rescale_crop, num_parallel_calls=tf.data.AUTOTUNE)
         return ds.batch(self.config.crop_batch_size * self.replicas).map(
             lambda x, y: (tf.cast(x, tf.float32), tf.one_hot(y, n)))
+
+    def _rescale_crop(self, crop, label):
+        """Half the time: the crop at a lower resolution (a random fraction of its side), resized back."""
+        lowest = self.config.crop_rescale
+        scale = tf.where(tf.random.uniform([]) < 0.5, tf.random.uniform([], lowest, 1.0), 1.0)
+        side = tf.shape(crop)[:2]
+        small = tf.maximum(tf.cast(tf.round(tf.cast(side, tf.float32) * scale), tf.int32), 4)
+        blurred = tf.image.resize(tf.image.resize(tf.cast(crop, tf.float32), small, antialias=True), side)
+        return tf.cast(tf.clip_by_value(tf.round(blurred), 0, 255), crop.dtype), label
 
     def pretrain(self, model, splits):
         """The crop classifier alone for `classifier_epochs` (shares the joint model's weights)."""
@@ -166,7 +177,7 @@ class Pipeline(BasePipeline):
 
     def classify_arrays(self, crops: np.ndarray, batch_size: int = 256) -> np.ndarray:
         """Crops (uint8 [N, K, K, 3]) -> predicted class indices."""
-        classify = model_lib.classifier(self.require_model())
+        classify = model_lib.classifier(self.require_model(), views=self.config.crop_views)
         predicted = []
         for start in range(0, len(crops), batch_size):
             batch = tf.image.resize(tf.cast(crops[start:start + batch_size], tf.float32),
@@ -252,7 +263,7 @@ class Pipeline(BasePipeline):
             serve_size=cfg.serve_size or cfg.image_size, crop_size=cfg.crop_size,
             score_threshold=cfg.score_threshold, max_detections=cfg.max_detections,
             candidates=cfg.candidates, iou_threshold=cfg.nms_iou, top_k=cfg.top_k,
-            refine_candidates=cfg.refine_candidates)
+            refine_candidates=cfg.refine_candidates, crop_views=cfg.crop_views)
 
     def preprocessed_batch(self, raw_inputs: Sequence[Any]):
         """The neural work of one request, for the bench's overhead: the scenes at the served size for

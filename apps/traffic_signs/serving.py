@@ -113,11 +113,12 @@ def per_image(values: tf.Tensor, batch: tf.Tensor, name: str) -> tf.Tensor:
 
 def make_endpoints(model, class_ids: list[int], class_names: list[str], *, serve_size: int, crop_size: int,
                    score_threshold: float, max_detections: int, candidates: int, iou_threshold: float,
-                   top_k: int, refine_candidates: int = 0) -> dict:
+                   top_k: int, refine_candidates: int = 0, crop_views: int = 1) -> dict:
     from apps.traffic_signs.model import classifier, detector
 
     detect_model = detector(model)
     classify_model = classifier(model)
+    classify_views = classifier(model, views=crop_views)
     names = tf.constant(class_names)
     ids = tf.constant(class_ids, tf.int32)
     size = (serve_size, serve_size)
@@ -168,7 +169,7 @@ def make_endpoints(model, class_ids: list[int], class_names: list[str], *, serve
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
     def classify_crops(image_bytes):
-        probabilities = run_model(classify_model, decode_resize_images(image_bytes, (crop_size, crop_size)))
+        probabilities = run_model(classify_views, decode_resize_images(image_bytes, (crop_size, crop_size)))
         scores, index = tf.math.top_k(tf.cast(probabilities, tf.float32), k=k)
         return {"classes": tf.gather(names, index), "class_ids": tf.gather(ids, index), "scores": scores}
 

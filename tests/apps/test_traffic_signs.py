@@ -9,6 +9,7 @@ import tensorflow as tf
 from PIL import Image
 
 from apps.traffic_signs import Config, Pipeline, data, metrics, signs
+from apps.traffic_signs import model as model_lib
 from apps.traffic_signs import serving as serving_lib
 from core.testing import assert_export_roundtrip, shared_dataset, signature_names
 
@@ -104,6 +105,34 @@ def test_model_output_shapes():
     np.testing.assert_allclose(np.sum(out["class_probs"], -1), 1.0, atol=1e-5)
     with pytest.raises(ValueError, match="multiple of 16"):
         Pipeline(Config.preset("smoke", image_size=100)).build_model()
+
+
+def test_crop_views_average_the_classifier_over_crops_of_the_crop():
+    p = Pipeline(Config.preset("smoke"))
+    p.state = {"class_ids": [2, 12, 13, 14, 17], "class_names": [signs.CLASS_NAMES[c] for c in (2, 12, 13, 14, 17)]}
+    model = p.build_model()
+    crops = np.random.default_rng(0).uniform(0, 255, (3, 32, 32, 3)).astype(np.float32)
+    single = model_lib.classifier(model)
+    np.testing.assert_allclose(model_lib.classifier(model, views=1)(crops), single(crops), atol=1e-6)
+    centre = tf.image.resize(crops[:, 1:30, 1:30, :], (32, 32))  # 90% of 32 px: 29 px, centred
+    corner = tf.image.resize(crops[:, :29, :29, :], (32, 32))
+    expected = (single(crops) + single(centre) + single(corner)) / 3
+    np.testing.assert_allclose(model_lib.classifier(model, views=3)(crops), expected, atol=1e-5)
+    six = model_lib.classifier(model, views=6)(crops)
+    assert tuple(six.shape) == (3, 5)
+    np.testing.assert_allclose(np.sum(six, -1), 1.0, atol=1e-5)
+    with pytest.raises(ValueError, match="views=7"):
+        model_lib.classifier(model, views=7)
+
+
+def test_rescaled_training_crops_keep_shape_and_labels():
+    p = Pipeline(Config.preset("smoke", crop_rescale=0.3))
+    tf.random.set_seed(1)
+    crops = np.random.default_rng(1).integers(0, 255, (32, 32, 32, 3)).astype(np.uint8)
+    out = [p._rescale_crop(tf.constant(c), 4) for c in crops]
+    assert all(x.shape == (32, 32, 3) and x.dtype == tf.uint8 and y == 4 for x, y in out)
+    changed = [not np.array_equal(x.numpy(), c) for (x, _), c in zip(out, crops)]
+    assert 4 < sum(changed) < 28  # about half are shrunk and blurred back; the rest pass unchanged
 
 
 def test_smoke_fit_beats_blind_baseline(trained, evaluated):

@@ -55,8 +55,10 @@ def test_bench_one_app_end_to_end(tmp_path, monkeypatch):
     assert r["endpoint_latency_ms_b1"]["p99"] >= r["endpoint_latency_ms_b1"]["p50"] > 0
     stored = json.loads((tmp_path / "bench.json").read_text())
     assert stored["apps"]["image_classification"]["machine"]["cores"] >= 1
+    assert stored["apps"]["image_classification"]["machine"]["matmul_gflops"] > 1  # any CPU does > 1 GFLOP/s
     text = (tmp_path / "bench.md").read_text()
     assert "| image_classification | quick | accuracy > chance" in text and "met" in text
+    assert "GFLOP/s" in text
     assert (tmp_path / "bench_image_classification_curves.png").stat().st_size > 1000
     # --report-only: rewrites bench.md from bench.json, bars re-checked, nothing trained.
     (tmp_path / "bench.md").unlink()
