@@ -184,10 +184,10 @@ class Pipeline:
                              min_fraction: float = 0.0) -> BudgetedCosine:
         """The (replica-scaled) learning rate after a linear warmup, decayed along a cosine.
 
-        The decay ends with the run: after `total_steps` (default: `epochs` times the steps of one
-        epoch, from `steps_per_epoch` or the training split's size in `info["sizes"]["train"]`) or
-        when the config's time budget runs out, whichever comes first (fit() feeds it the clock), so
-        the last steps settle instead of bouncing between minima on any machine.
+        The decay ends after `total_steps` (default: `epochs` times the steps of one epoch, from
+        `steps_per_epoch` or the training split's size in `info["sizes"]["train"]`), so the last steps
+        settle instead of bouncing between minima; with `budget_ends_schedule` also when the config's
+        time budget runs out, whichever comes first (fit() feeds it the clock).
         """
         cfg = self.config
         if total_steps is None:
@@ -225,7 +225,8 @@ class Pipeline:
         with self.strategy.scope():
             model = self.build_model()
             self.compile_model(model)
-        clocks = [BudgetClock(s, cfg.time_budget_s) for s in self._budgeted_schedules]
+        clocks = [BudgetClock(s, cfg.time_budget_s) for s in self._budgeted_schedules] \
+            if cfg.budget_ends_schedule else []
         self.model = model
         self._endpoints = None
         self.workdir.mkdir(parents=True, exist_ok=True)

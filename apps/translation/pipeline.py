@@ -196,7 +196,7 @@ class Pipeline(BasePipeline):
         cfg = self.config
         decay_steps = cfg.decay_steps or max(1, cfg.epochs * (cfg.steps_per_epoch or self.steps_per_epoch_estimate())
                                              - cfg.warmup_steps)
-        if cfg.schedule == "cosine":  # ends with the run, counted in steps or by the time budget
+        if cfg.schedule == "cosine":  # core.schedules.BudgetedCosine (budget_ends_schedule: also by the clock)
             schedule = self.cosine_learning_rate(cfg.warmup_steps + decay_steps, cfg.warmup_steps)
         else:
             schedule = WarmupSchedule(self.learning_rate, cfg.warmup_steps, cfg.schedule)
