@@ -60,7 +60,7 @@ class Pipeline:
         self.strategy: tf.distribute.Strategy | None = None
         self._splits: Splits | None = None
         self._endpoints: dict | None = None
-        # Schedules from cosine_learning_rate(); fit() feeds each the time budget's clock.
+        # Schedules from cosine_learning_rate(); fit() feeds each the clock if budget_ends_schedule.
         self._budgeted_schedules: list[BudgetedCosine] = []
 
     # ------------------------------------------------------------------------------------------

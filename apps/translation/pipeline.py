@@ -24,7 +24,7 @@ from core.pipeline import Pipeline as BasePipeline
 class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
     """Linear warmup to `peak`, then inverse-square-root decay or a constant rate.
 
-    (The cosine option is core.schedules.BudgetedCosine, which also ends with a time budget.)
+    (The cosine option is core.schedules.BudgetedCosine, via Pipeline.cosine_learning_rate.)
 
     Args:
         peak: learning rate at the end of the warmup.
@@ -194,9 +194,9 @@ class Pipeline(BasePipeline):
 
     def compile_model(self, model):
         cfg = self.config
-        decay_steps = cfg.decay_steps or max(1, cfg.epochs * (cfg.steps_per_epoch or self.steps_per_epoch_estimate())
-                                             - cfg.warmup_steps)
         if cfg.schedule == "cosine":  # core.schedules.BudgetedCosine (budget_ends_schedule: also by the clock)
+            decay_steps = cfg.decay_steps or max(
+                1, cfg.epochs * (cfg.steps_per_epoch or self.steps_per_epoch_estimate()) - cfg.warmup_steps)
             schedule = self.cosine_learning_rate(cfg.warmup_steps + decay_steps, cfg.warmup_steps)
         else:
             schedule = WarmupSchedule(self.learning_rate, cfg.warmup_steps, cfg.schedule)
