@@ -40,6 +40,9 @@ class Config(BaseConfig):
     # >0: half the classifier's training crops are shrunk to a random fraction of their side between
     # this and 1, then resized back (GTSRB's far signs are 15-30 px photos upscaled to crop_size).
     crop_rescale: float = 0.0
+    # Classifier ensemble: this many crop branches (own backbone, head and augmentation draws), trained
+    # side by side with a loss each, their probabilities averaged. Costs that many times the classifier.
+    crop_members: int = 1
 
     # Loss.
     size_weight: float = 0.5

@@ -54,18 +54,20 @@ def build_backbone(width: int, head_width: int, name: str = "backbone") -> keras
     return keras.Model(inputs, [p2, c4], name=name)
 
 
-def crop_augmentation(seed: int) -> keras.Sequential:
+def crop_augmentation(seed: int, name: str = "crop_augment") -> keras.Sequential:
     # Geometry only: per-image standardisation already cancels brightness and contrast changes.
     # No flips: they turn "keep left" into "keep right".
     return keras.Sequential([layers.RandomTranslation(0.08, 0.08, seed=seed),
                              layers.RandomRotation(0.03, seed=seed), layers.RandomZoom(0.12, seed=seed)],
-                            name="crop_augment")
+                            name=name)
 
 
 def build_model(config, num_classes: int) -> keras.Model:
     """The joint training model: {"scenes", "crops"} -> {"heatmap", "regression", "class_probs"}."""
     if num_classes < 2:
         raise ValueError(f"num_classes must be at least 2. Received: num_classes={num_classes}")
+    if config.crop_members < 1:
+        raise ValueError(f"crop_members must be at least 1. Received: crop_members={config.crop_members}")
     for key in ("image_size", "serve_size", "crop_size"):
         value = getattr(config, key) or config.image_size
         if value <= 0 or value % MIN_STRIDE_MULTIPLE:
@@ -84,14 +86,24 @@ def build_model(config, num_classes: int) -> keras.Model:
     reg = ConvBlock(config.head_width, name="regression_conv")(features)
     regression = layers.Conv2D(4, 1, dtype="float32", name="regression")(reg)
 
-    x = crop_augmentation(config.seed)(crops) if config.augment else crops
-    # Crops get a backbone of their own: shared BatchNorm layers would average the statistics of
+    # The classifier: `crop_members` branches, each with its own augmentation draws, backbone and head,
+    # their probabilities averaged (an ensemble; trained with a loss per member, see pipeline.pretrain).
+    # Crops get backbones of their own: shared BatchNorm layers would average the statistics of
     # whole scenes and of tight sign crops, which fit neither at inference (and, measured on held-out
     # GTSRB tracks, the shared version learned several times slower).
-    fine, deep = build_backbone(config.width, config.head_width, name="crop_backbone")(x)
-    pooled = layers.Concatenate()([layers.GlobalAveragePooling2D()(deep), layers.GlobalMaxPooling2D()(fine)])
-    pooled = layers.Dropout(config.dropout)(pooled)
-    class_probs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="class_probs")(pooled)
+    members = []
+    for i in range(config.crop_members):
+        suffix = f"_{i + 1}" if config.crop_members > 1 else ""
+        x = crops
+        if config.augment:
+            x = crop_augmentation(config.seed + i, name=f"crop_augment{suffix}")(x)
+        fine, deep = build_backbone(config.width, config.head_width,
+                                    name=f"crop_backbone{suffix}")(x)
+        pooled = layers.Concatenate()([layers.GlobalAveragePooling2D()(deep), layers.GlobalMaxPooling2D()(fine)])
+        pooled = layers.Dropout(config.dropout)(pooled)
+        members.append(layers.Dense(num_classes, activation="softmax", dtype="float32",
+                                    name=f"class_probs{suffix}")(pooled))
+    class_probs = members[0] if len(members) == 1 else layers.Average(name="class_probs")(members)
     return keras.Model({"scenes": scenes, "crops": crops},
                        {"heatmap": heatmap, "regression": regression, "class_probs": class_probs},
                        name="traffic_signs")
@@ -124,6 +136,18 @@ def classifier(model: keras.Model, views: int = 1) -> keras.Model:
     probs = single(ops.concatenate(stacked, axis=0))
     probs = ops.mean(ops.reshape(probs, (len(stacked), -1, probs.shape[-1])), axis=0)
     return keras.Model(crops, probs, name=f"classifier_{len(stacked)}_views")
+
+
+def classifier_members(model: keras.Model) -> keras.Model:
+    """crops -> [each member's class probabilities]: what pre-training fits, one loss per member."""
+    names = [layer.name for layer in model.layers if layer.name.startswith("class_probs_")]
+    outputs = [model.get_layer(name).output for name in names] or [model.output["class_probs"]]
+    return keras.Model(model.input["crops"], outputs, name="classifier_members")
+
+
+def classifier_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """The layers with the classifier's weights (every member's backbone and head)."""
+    return [layer for layer in model.layers if layer.name.startswith(("crop_backbone", "class_probs"))]
 
 
 # ----------------------------------------------------------------------------------------------

@@ -125,6 +125,33 @@ def test_crop_views_average_the_classifier_over_crops_of_the_crop():
         model_lib.classifier(model, views=7)
 
 
+def test_classifier_ensemble_averages_members_each_trained_with_its_own_loss(tmp_path):
+    cfg = Config.preset("smoke", crop_members=2, train_scenes=16, val_scenes=8, test_scenes=8,
+                        crops_per_class=8, classifier_epochs=3)
+    p = Pipeline(cfg, workdir=tmp_path)
+    splits = p.datasets()
+    model = p.build_model()
+    members = model_lib.classifier_members(model)
+    assert len(members.outputs) == 2
+    crops = np.random.default_rng(0).uniform(0, 255, (3, 32, 32, 3)).astype(np.float32)
+    first, second = members(crops)
+    np.testing.assert_allclose(model_lib.classifier(model)(crops), (first + second) / 2, atol=1e-6)
+    assert np.max(np.abs(first - second)) > 1e-3  # members start from different weights
+
+    before = [layer.get_weights()[0].copy() for layer in model_lib.classifier_layers(model) if layer.weights]
+    result = p.pretrain(model, splits)
+    after = [layer.get_weights()[0] for layer in model_lib.classifier_layers(model) if layer.weights]
+    assert len(after) == 4  # two backbones, two heads
+    assert all(np.max(np.abs(a - b)) > 0 for a, b in zip(after, before))
+    assert not any(layer.trainable for layer in model_lib.classifier_layers(model))
+    assert result["classifier_epochs"] == 3 and "class_probs_2_accuracy" in result
+    val = splits.crops["val"]
+    averaged = np.argmax(model_lib.classifier(model)(val.images.astype(np.float32)), -1)
+    assert result["val_ensemble_accuracy"] == pytest.approx(np.mean(averaged == val.labels))
+    with pytest.raises(ValueError, match="crop_members=0"):
+        Pipeline(Config.preset("smoke", crop_members=0)).build_model()
+
+
 def test_rescaled_training_crops_keep_shape_and_labels():
     p = Pipeline(Config.preset("smoke", crop_rescale=0.3))
     tf.random.set_seed(1)
