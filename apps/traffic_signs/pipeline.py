@@ -150,10 +150,8 @@ class Pipeline(BasePipeline):
         result = {"classifier_epochs": cfg.classifier_epochs, "seconds": time.monotonic() - start,
                   **{k: float(v[-1]) for k, v in history.history.items()}}
         if members > 1 and val is not None:  # the members' average, as classify_crops answers (one view)
-            averaged = model_lib.classifier(model)
-            hits = [np.argmax(averaged(x, training=False), -1) == np.argmax(y, -1)
-                    for x, y in self._crop_batches(splits.crops["val"], train=False)]
-            result["val_ensemble_accuracy"] = float(np.mean(np.concatenate(hits)))
+            predicted = self.classify_arrays(splits.crops["val"].images, model=model, views=1)
+            result["val_ensemble_accuracy"] = float(np.mean(predicted == splits.crops["val"].labels))
         print(f"[{self.name}] classifier pre-training: {json.dumps(result)}", flush=True)
         return result
 
@@ -186,9 +184,10 @@ class Pipeline(BasePipeline):
                             for j in range(int(count))])
         return out
 
-    def classify_arrays(self, crops: np.ndarray, batch_size: int = 256) -> np.ndarray:
-        """Crops (uint8 [N, K, K, 3]) -> predicted class indices."""
-        classify = model_lib.classifier(self.require_model(), views=self.config.crop_views)
+    def classify_arrays(self, crops: np.ndarray, batch_size: int = 256, *, model: keras.Model | None = None,
+                        views: int | None = None) -> np.ndarray:
+        """Crops (uint8 [N, K, K, 3]) -> predicted class indices (default: the trained model, crop_views)."""
+        classify = model_lib.classifier(model or self.require_model(), views=views or self.config.crop_views)
         predicted = []
         for start in range(0, len(crops), batch_size):
             batch = tf.image.resize(tf.cast(crops[start:start + batch_size], tf.float32),
