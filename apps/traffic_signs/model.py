@@ -54,12 +54,58 @@ def build_backbone(width: int, head_width: int, name: str = "backbone") -> keras
     return keras.Model(inputs, [p2, c4], name=name)
 
 
-def crop_augmentation(seed: int, name: str = "crop_augment") -> keras.Sequential:
-    # Geometry only: per-image standardisation already cancels brightness and contrast changes.
-    # No flips: they turn "keep left" into "keep right".
-    return keras.Sequential([layers.RandomTranslation(0.08, 0.08, seed=seed),
-                             layers.RandomRotation(0.03, seed=seed), layers.RandomZoom(0.12, seed=seed)],
-                            name=name)
+@keras.saving.register_keras_serializable(package="traffic_signs")
+class RandomLighting(layers.Layer):
+    """Training-time lighting changes that per-image standardisation does not cancel (0..255 pixels).
+
+    A random gamma (exposure curve), a colour cast (per-channel gains: white balance) and a linear
+    illumination ramp across the image in a random direction (backlight, half-shaded signs).
+    strength 1.0: gamma in [1/2, 2], gains within +-15%, the ramp up to +-60% at the edges.
+    Identity at inference.
+
+    Args:
+        strength: scale of all three changes; 0 disables the layer.
+        seed: seed of its random draws.
+    """
+
+    def __init__(self, strength=1.0, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.strength = strength
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, x, training=False):
+        if not training or self.strength <= 0:
+            return x
+        x = ops.cast(x, "float32")
+        n = ops.shape(x)[0]
+        s = self.strength
+        gamma = ops.exp(keras.random.uniform((n, 1, 1, 1), -s, s, seed=self.seed_generator) * math.log(2.0))
+        gains = 1.0 + 0.15 * s * keras.random.uniform((n, 1, 1, 3), -1.0, 1.0, seed=self.seed_generator)
+        angle = keras.random.uniform((n, 1, 1, 1), 0.0, 2.0 * math.pi, seed=self.seed_generator)
+        slope = 0.6 * s * keras.random.uniform((n, 1, 1, 1), -1.0, 1.0, seed=self.seed_generator)
+        rows = ops.linspace(-1.0, 1.0, ops.shape(x)[1])[None, :, None, None]
+        cols = ops.linspace(-1.0, 1.0, ops.shape(x)[2])[None, None, :, None]
+        ramp = 1.0 + slope * (ops.cos(angle) * rows + ops.sin(angle) * cols)
+        lit = 255.0 * ops.power(ops.clip(x, 0.0, 255.0) / 255.0, gamma) * gains * ramp
+        return ops.clip(lit, 0.0, 255.0)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "strength": self.strength, "seed": self.seed}
+
+
+def crop_augmentation(seed: int, lighting: float = 0.0, name: str = "crop_augment") -> keras.Sequential:
+    # Framing, and optionally lighting: per-image standardisation cancels uniform brightness and
+    # contrast changes but not gamma, colour casts or uneven light. No flips: they turn "keep left"
+    # into "keep right".
+    steps = [layers.RandomTranslation(0.08, 0.08, seed=seed), layers.RandomRotation(0.03, seed=seed),
+             layers.RandomZoom(0.12, seed=seed)]
+    if lighting > 0:
+        steps.append(RandomLighting(lighting, seed=seed))
+    return keras.Sequential(steps, name=name)
 
 
 def build_model(config, num_classes: int) -> keras.Model:
@@ -96,7 +142,7 @@ def build_model(config, num_classes: int) -> keras.Model:
         suffix = f"_{i + 1}" if config.crop_members > 1 else ""
         x = crops
         if config.augment:
-            x = crop_augmentation(config.seed + i, name=f"crop_augment{suffix}")(x)
+            x = crop_augmentation(config.seed + i, config.crop_lighting, name=f"crop_augment{suffix}")(x)
         fine, deep = build_backbone(config.width, config.head_width,
                                     name=f"crop_backbone{suffix}")(x)
         pooled = layers.Concatenate()([layers.GlobalAveragePooling2D()(deep), layers.GlobalMaxPooling2D()(fine)])

@@ -106,8 +106,17 @@ class Pipeline(BasePipeline):
             ds = ds.shuffle(min(len(crops), 8192), seed=self.config.seed, reshuffle_each_iteration=True)
             if self.config.crop_rescale > 0:
                 ds = ds.map(self._rescale_crop, num_parallel_calls=tf.data.AUTOTUNE)
-        return ds.batch(self.config.crop_batch_size * self.replicas).map(
+        ds = ds.batch(self.config.crop_batch_size * self.replicas).map(
             lambda x, y: (tf.cast(x, tf.float32), tf.one_hot(y, n)))
+        if train and self.config.crop_mixup > 0:
+            mix = keras.layers.MixUp(self.config.crop_mixup, seed=self.config.seed)
+
+            def blend(x, y):
+                mixed = mix({"images": x, "labels": y})
+                return mixed["images"], mixed["labels"]
+
+            ds = ds.map(blend)
+        return ds
 
     def _rescale_crop(self, crop, label):
         """Half the time: the crop at a lower resolution (a random fraction of its side), resized back."""

@@ -162,6 +162,40 @@ def test_rescaled_training_crops_keep_shape_and_labels():
     assert 4 < sum(changed) < 28  # about half are shrunk and blurred back; the rest pass unchanged
 
 
+def test_random_lighting_changes_training_crops_only():
+    crops = np.random.default_rng(2).uniform(0, 255, (16, 32, 32, 3)).astype(np.float32)
+    lighting = model_lib.RandomLighting(1.0, seed=3)
+    np.testing.assert_array_equal(np.asarray(lighting(crops)), crops)  # inference: untouched
+    lit = np.asarray(lighting(crops, training=True))
+    assert lit.shape == crops.shape and 0.0 <= lit.min() and lit.max() <= 255.0
+    change = np.abs(lit - crops).mean(axis=(1, 2, 3))
+    assert np.all(change > 1.0), change  # every crop relit, each differently
+    assert len(np.unique(np.round(change, 3))) == len(change)
+    # The ramp: uneven light, so one half of a flat grey crop differs from the other in some crops.
+    flat = np.full((16, 32, 32, 3), 128.0, np.float32)
+    lit_flat = np.asarray(model_lib.RandomLighting(1.0, seed=4)(flat, training=True))
+    halves = np.abs(lit_flat[:, :, :16].mean(axis=(1, 2, 3)) - lit_flat[:, :, 16:].mean(axis=(1, 2, 3)))
+    assert halves.max() > 10.0, halves
+    assert np.asarray(model_lib.RandomLighting(0.0)(crops, training=True)).tolist() == crops.tolist()
+    restored = model_lib.RandomLighting.from_config(lighting.get_config())
+    assert (restored.strength, restored.seed) == (1.0, 3)
+
+
+def test_mixup_blends_training_crops_and_their_labels():
+    p = Pipeline(Config.preset("smoke", crop_mixup=0.4, crop_batch_size=16))
+    p.state["class_ids"] = [2, 12, 13, 14, 17]
+    n = 48
+    crops = data.CropSet(np.random.default_rng(5).integers(0, 255, (n, 32, 32, 3)).astype(np.uint8),
+                         np.arange(n) % p.num_classes)
+    x, y = next(iter(p._crop_batches(crops, train=True)))
+    y = y.numpy()
+    np.testing.assert_allclose(y.sum(axis=1), 1.0, rtol=1e-5)
+    assert np.sum(y.max(axis=1) < 0.99) >= 4, y  # blended labels, not one-hot
+    assert x.dtype == tf.float32 and x.shape == (16, 32, 32, 3)
+    _, y_val = next(iter(p._crop_batches(crops, train=False)))
+    assert set(np.unique(y_val.numpy())) == {0.0, 1.0}  # evaluation batches stay as they are
+
+
 def test_smoke_fit_beats_blind_baseline(trained, evaluated):
     p, result = trained
     loss = result["history"]["loss"]
