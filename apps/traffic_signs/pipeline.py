@@ -21,6 +21,7 @@ from apps.traffic_signs.config import Config
 from core.data import decode_resize_images, read_bytes
 from core.pipeline import Pipeline as BasePipeline
 from core.plots import confusion_matrix_png
+from core.schedules import BudgetedCosine
 
 EVAL_THRESHOLD = 0.01  # mAP needs the low-scoring detections too
 EVAL_MAX_DETECTIONS = 100  # COCO's maxDets
@@ -136,8 +137,10 @@ class Pipeline(BasePipeline):
         classify = model_lib.classifier_members(model)
         members = len(classify.outputs)
         steps = cfg.classifier_epochs * -(-len(splits.crops["train"]) // (cfg.crop_batch_size * self.replicas))
-        schedule = keras.optimizers.schedules.CosineDecay(
-            0.0, steps, warmup_target=self.learning_rate, warmup_steps=max(1, steps // 20))
+        # BudgetedCosine (never fed a clock here: step-counted) selects warmup or cosine with tf.where;
+        # Keras' CosineDecay builds a tf.cond, which AdamW's weight decay traces once per variable
+        # (about 40% of a small pre-training's time went into tracing those).
+        schedule = BudgetedCosine(self.learning_rate, steps, warmup_steps=max(1, steps // 20))
         classify.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=1e-4),
                          loss=[keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing)] * members,
                          metrics=[["accuracy"]] * members)
