@@ -8,6 +8,9 @@ PRESET ?= demo
 STRATEGY ?= auto
 SET ?=
 DATA ?= embedded
+# make test: pytest-xdist workers, each running whole files with one TF compute thread (the files
+# mostly trace graphs, one core's work, so two workers on two cores halve the wall time).
+TEST_WORKERS ?= auto
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 APPS := image-classification colorize captioning text-generation speech-commands translation traffic-signs
 
@@ -28,8 +31,8 @@ venv: $(STAMP)  ## create .venv and install the project (pip install -e .[dev])
 demo: $(STAMP)  ## train every app on its embedded data, export, reload, predict; writes reports/demo.md
 	$(BIN)/catalogue demo --preset $(PRESET)
 
-test: $(STAMP)  ## the fast test suite (smoke presets)
-	$(BIN)/pytest -q
+test: $(STAMP)  ## the fast test suite (smoke presets), one worker per core (TEST_WORKERS=0: in one process)
+	$(if $(filter 0,$(TEST_WORKERS)),,TF_NUM_INTRAOP_THREADS=1) $(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 test-slow: $(STAMP)  ## slow tests: real-data quality, demo-preset thresholds, multi-process runs
 	$(BIN)/pytest -q -m slow
