@@ -8,8 +8,8 @@ PRESET ?= demo
 STRATEGY ?= auto
 SET ?=
 DATA ?= embedded
-# make test: pytest-xdist workers, each running whole files with one TF compute thread (the files
-# mostly trace graphs, one core's work, so two workers on two cores halve the wall time).
+# make test: pytest-xdist workers, each running whole files with one TF compute thread (much of a file's
+# time is graph tracing, one core's work; measured on 2 cores: 1,029 s in one process, 706 s on two).
 TEST_WORKERS ?= auto
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 APPS := image-classification colorize captioning text-generation speech-commands translation traffic-signs
