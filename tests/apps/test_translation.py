@@ -204,3 +204,18 @@ def test_anchor_baseline_trains_keras_io_shape_beside_ours(tmp_path):
     assert anchor_config["encoder_layers"] == 1 and not anchor_config["anchor_baseline"]
     metrics = p.evaluate()
     assert metrics["anchor_bleu"] == anchor["bleu"] and "anchor_bleu_simple" in metrics
+
+
+def test_bench_schedule_anneals_to_zero_when_the_budget_ends(tmp_path):
+    """The bench preset's cosine ends with its time budget, whatever the machine's speed: a run stopped by
+    a few seconds of budget, long before its 60 epochs, finishes at a learning rate near zero."""
+    bench = Config.preset("bench")
+    assert bench.schedule == "cosine" and bench.budget_ends_schedule
+    config = Config.preset("smoke", epochs=60, max_examples=400, schedule="cosine", budget_ends_schedule=True,
+                           time_budget_s=4.0, warmup_steps=5, early_stopping_patience=100)
+    p = Pipeline(config, workdir=tmp_path)
+    p.fit()
+    optimizer = p.model.optimizer
+    steps = int(optimizer.iterations.numpy())
+    assert 5 < steps < 60 * 7, steps  # stopped by the clock (400 pairs: 7 batches of 64 per epoch)
+    assert float(optimizer.learning_rate) < 0.02 * config.learning_rate, float(optimizer.learning_rate)
