@@ -211,8 +211,9 @@ def test_bench_schedule_anneals_to_zero_when_the_budget_ends(tmp_path):
     a few seconds of budget, long before its 60 epochs, finishes at a learning rate near zero."""
     bench = Config.preset("bench")
     assert bench.schedule == "cosine" and bench.budget_ends_schedule
-    config = Config.preset("smoke", epochs=60, max_examples=400, schedule="cosine", budget_ends_schedule=True,
-                           time_budget_s=4.0, warmup_steps=5, early_stopping_patience=100)
+    config = Config.preset("smoke", epochs=60, max_examples=400, schedule=bench.schedule,
+                           budget_ends_schedule=bench.budget_ends_schedule, time_budget_s=4.0, warmup_steps=5,
+                           early_stopping_patience=100)
     p = Pipeline(config, workdir=tmp_path)
     p.fit()
     optimizer = p.model.optimizer
