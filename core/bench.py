@@ -1,7 +1,7 @@
 """`make bench`: quality and speed of every app on real data, written to reports/bench.{json,md} + PNGs.
 
-For each app: train its `bench` preset (real data from ../shared/datasets where the app names one),
-evaluate on the held-out test split (the app's metrics include its baseline under the same budget),
+For each app: train the config of its bench spec (apps/<app>/bench.py: real data read from
+CATALOGUE_DATA), evaluate on the held-out test split, train the spec's anchor beside it where it has one,
 then measure training examples/s, input-pipeline examples/s, exported-endpoint latency (p50/p99 at
 batch 1) and throughput (batch 32) on raw inputs, the endpoint's overhead over the bare Keras model,
 and model FLOPs per example. Absolute times vary between machines: compare ratios within one run.
@@ -9,18 +9,81 @@ and model FLOPs per example. Absolute times vary between machines: compare ratio
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
 import shutil
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
+from core import registry
+from core.data import data_root
 from core.plots import learning_curves_png, metric_vs_time_png
 from core.training import to_jsonable
+
+
+@dataclasses.dataclass
+class BenchSpec:
+    """An app's experiments, kept apart from its product config: what `catalogue bench APP` runs.
+
+    Args:
+        overrides: the bench preset, config values over the config's defaults (`--preset bench`).
+        dataset: path of the real data under CATALOGUE_DATA (becomes the config's `data`); "" keeps
+            the embedded default.
+        source: the public data set the local copy comes from and how to get it (shown when absent).
+        bars: what the app promises on this run: (metric, op, target), op one of >=, >, <=, <; target a
+            number or the name of another metric of the same evaluation (a baseline or the anchor's).
+        quick: extra overrides for `--quick` (beyond a 30 s budget and at most 5 epochs).
+        anchor: trains the reference recipe beside ours on the same data and budget:
+            anchor(pipeline) -> metrics merged into ours (keys prefixed `anchor_`). Skipped by --quick.
+        bare_model: bare_model(pipeline, raw_inputs) -> (fn, tensor): serving_default's neural work on
+            preprocessed inputs, timed against the endpoint to measure its overhead. None: not measured.
+        examples: examples(pipeline, n) -> up to n rows {column: text} of test inputs, references and
+            outputs for the demo and bench reports.
+    """
+
+    overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    dataset: str = ""
+    source: str = ""
+    bars: tuple = ()
+    quick: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    anchor: Callable | None = None
+    bare_model: Callable | None = None
+    examples: Callable | None = None
+
+    def data_path(self) -> Path | None:
+        return data_root() / self.dataset if self.dataset else None
+
+    def config(self, config_class, quick: bool = False):
+        """The bench config (data under CATALOGUE_DATA); quick mode caps its training at 30 s."""
+        values = dict(self.overrides)
+        if self.dataset:
+            values["data"] = str(self.data_path())
+        config_class._check_keys(values)
+        config = config_class(**values)
+        if quick:
+            config = config.replace(time_budget_s=30.0, epochs=min(config.epochs, 5), **self.quick)
+        return config
+
+    def require_data(self, app: str) -> None:
+        """A clear error naming what to download and where to put it when the real data is absent."""
+        path = self.data_path()
+        if path is not None and not path.exists():
+            raise FileNotFoundError(
+                f"The {app} bench reads {self.dataset!r} under CATALOGUE_DATA ({data_root()}), which is "
+                f"absent: {path}. Get it from {self.source or 'its public source'} and put it there, or "
+                f"set CATALOGUE_DATA to the folder that holds it.")
+
+
+def spec_for(name: str) -> BenchSpec:
+    """The app's registered bench spec; an app without one benches its demo preset on embedded data."""
+    return registry.bench_spec(name) or BenchSpec()
 
 
 def machine() -> dict:
@@ -41,8 +104,8 @@ def machine() -> dict:
 def matmul_gflops(side: int = 2048, repeats: int = 10) -> float:
     """float32 matmul throughput through TF on the default device: what a wall-clock budget buys here.
 
-    The quality bars under time budgets were set on a machine doing ~180 GFLOP/s; a result from a
-    machine at a third of that trained on a third of the compute, and says so beside its numbers.
+    Bench reports carry it so that time-budgeted results from machines of different speeds can be
+    compared by the compute they had.
     """
     a = tf.random.stateless_normal([side, side], seed=[0, 1])
     b = tf.random.stateless_normal([side, side], seed=[1, 2])
@@ -114,12 +177,18 @@ def check_bars(bars, metrics: dict) -> list[dict]:
 
 
 def bench_app(name: str, *, quick: bool, out_dir: Path, data: str | None = None) -> dict:
-    from apps import APPS
-
-    cls = APPS[name]
-    config = cls.bench_config(quick=quick)
+    cls = registry.apps()[name]
+    spec = spec_for(name)
+    if spec.overrides or spec.dataset:
+        config = spec.config(cls.config_class, quick=quick)
+    else:
+        config = cls.config_class.preset("demo")
+        if quick:
+            config = config.replace(time_budget_s=30.0, epochs=min(config.epochs, 5))
     if data:
         config = config.replace(data=data)
+    else:
+        spec.require_data(name)
     workdir = out_dir / "bench_runs" / name
     # A bench run starts from scratch: resuming an interrupted one would skip part of its budget.
     shutil.rmtree(workdir, ignore_errors=True)
@@ -140,6 +209,9 @@ def bench_app(name: str, *, quick: bool, out_dir: Path, data: str | None = None)
     lap("fit")
     metrics = pipeline.evaluate()
     lap("evaluate")
+    if spec.anchor is not None and not quick:
+        metrics.update({f"anchor_{k}": float(v) for k, v in spec.anchor(pipeline).items()})
+        lap("anchor")
     history = fit["history"]
     rates = history.get("examples_per_second", [])
     train_rate = float(np.mean(rates[1:] if len(rates) > 1 else rates)) if rates else None
@@ -167,7 +239,7 @@ def bench_app(name: str, *, quick: bool, out_dir: Path, data: str | None = None)
             "epochs": config.epochs, "epochs_run": fit["epochs_run"], "time_budget_s": config.time_budget_s,
             "train_seconds": round(fit["train_seconds"], 1)},
         "metrics": metrics,
-        "quality_bars": check_bars(cls.quality_bars, metrics),
+        "quality_bars": check_bars(spec.bars, metrics),
         "train_examples_per_s": train_rate,
         "input_pipeline_examples_per_s": pipe_rate,
         "input_over_train": pipe_rate / train_rate if train_rate else None,
@@ -179,9 +251,9 @@ def bench_app(name: str, *, quick: bool, out_dir: Path, data: str | None = None)
         "machine": machine(),
         "phase_seconds": phases,
     }
-    preprocessed = pipeline.preprocessed_batch(raw32)
-    if preprocessed is not None:
-        model_fn = tf.function(pipeline.bare_model_fn())
+    if spec.bare_model is not None:
+        bare_fn, preprocessed = spec.bare_model(pipeline, raw32)
+        model_fn = tf.function(bare_fn)
         bare = timed_calls(lambda: model_fn(preprocessed), 3 if quick else 20, warmup=1 if quick else 2)
         # The fastest call of each: other work on a shared machine only ever adds time, and with the
         # quick mode's 3 calls a median moved the overhead by tens of points between runs (-17% once).
@@ -222,7 +294,7 @@ def phase_text(phases: dict | None) -> str:
 def write_markdown(results: list[dict], info: dict, path: Path) -> None:
     lines = ["# Benchmarks", "", f"Machine: {info['cpu']}, {info['cores']} cores, TF {info['tensorflow']}, "
              f"Keras {info['keras']}, devices {', '.join(info['devices'])}, float32 matmul "
-             f"{info.get('matmul_gflops', 'n/a')} GFLOP/s (the time-budgeted bars were set at ~180). "
+             f"{info.get('matmul_gflops', 'n/a')} GFLOP/s. "
              "Written by `make bench`.", ""]
     lines += ["| app | run | quality bar | measured | met |", "|---|---|---|---|---|"]
     for r in results:
@@ -262,8 +334,6 @@ def run_bench(names: list[str], *, quick: bool = False, out_dir: str = "reports"
     With no names, only rewrites bench.md from bench.json (quality bars re-checked against the
     apps' current bars).
     """
-    from apps import APPS
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     info = machine()
@@ -277,7 +347,7 @@ def run_bench(names: list[str], *, quick: bool = False, out_dir: str = "reports"
               flush=True)
     merged = {**previous, **to_jsonable(results)}
     for name, result in merged.items():
-        result["quality_bars"] = check_bars(APPS[name].quality_bars, result["metrics"])
+        result["quality_bars"] = check_bars(spec_for(name).bars, result["metrics"])
         result.setdefault("machine", stored.get("machine", info))
     json_path.write_text(json.dumps({"machine": info, "quick": quick, "apps": merged}, indent=2) + "\n")
     write_markdown([merged[k] for k in sorted(merged)], info, out / "bench.md")

@@ -12,10 +12,19 @@ import numpy as np
 import tensorflow as tf
 
 AUTOTUNE = tf.data.AUTOTUNE
-# Real data subsets for tests and benchmarks, beside the project checkout (absent on user machines).
+# Where bench presets and real-data tests read local copies of public data sets: CATALOGUE_DATA, else
+# ../shared/datasets beside the checkout when that exists (the project's own machines).
 SHARED_DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 AUDIO_EXTENSIONS = (".wav",)
+
+
+def data_root() -> Path:
+    """The folder holding local copies of real data sets (CATALOGUE_DATA, default ../shared/datasets)."""
+    configured = os.environ.get("CATALOGUE_DATA")
+    if configured:
+        return Path(configured).expanduser()
+    return SHARED_DATASETS if SHARED_DATASETS.exists() else Path.home() / "catalogue_data"
 
 
 @dataclasses.dataclass

@@ -27,14 +27,16 @@ def example_table(rows: list[dict]) -> list[str]:
 
 def run_demo(names: list[str], *, preset: str = "demo", out: str = "saved_models",
              report: str = "reports/demo.md", runs: str = "runs") -> list[dict]:
-    from apps import APPS
+    from core import registry
+    from core.bench import spec_for
 
+    apps = registry.apps()
     report_path = Path(report)
     report_dir = report_path.parent
     report_dir.mkdir(parents=True, exist_ok=True)
     rows, sections = [], []
     for i, name in enumerate(names, 1):
-        cls = APPS[name]
+        cls = apps[name]
         start = time.monotonic()
         print(f"[demo {i}/{len(names)}] {name}: training ({preset} preset, embedded data)", flush=True)
         pipeline = cls(cls.config_class.preset(preset), Path(runs) / name)
@@ -43,7 +45,8 @@ def run_demo(names: list[str], *, preset: str = "demo", out: str = "saved_models
         path = pipeline.export(out)
         sample = pipeline.sample_inputs(1)
         answer = pipeline.predict_exported(path, sample)[0]
-        examples = pipeline.report_examples(5)
+        examples_fn = spec_for(name).examples
+        examples = examples_fn(pipeline, 5) if examples_fn else []
         seconds = time.monotonic() - start
         headline = {k: round(v, 4) for k, v in metrics.items() if "/" not in k}
         print(f"[demo {i}/{len(names)}] {name}: {json.dumps(headline)} in {seconds:.0f}s; "

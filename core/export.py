@@ -25,6 +25,26 @@ import tensorflow as tf
 
 CARD_DIR = "assets.extra"
 TPU_ALIAS_SUFFIX = "_tpu"
+WARMUP_FILE = "tf_serving_warmup_requests"
+
+
+class TpuAlias:
+    """Marks an endpoint as a jit-compiled function on preprocessed tensors, saved as a SavedModel
+    function alias for the Cloud TPU inference converter instead of a serving signature.
+
+    Example:
+        >>> endpoints = {"serving_default": serve, "classify_tpu": TpuAlias(jit_classify)}
+    """
+
+    def __init__(self, fn):
+        self.fn = fn
+
+
+def split_endpoints(endpoints: Mapping[str, object]) -> tuple[dict, dict]:
+    """(signatures, TPU aliases) of an app's endpoints."""
+    signatures = {k: v for k, v in endpoints.items() if not isinstance(v, TpuAlias)}
+    aliases = {k: v.fn for k, v in endpoints.items() if isinstance(v, TpuAlias)}
+    return signatures, aliases
 
 
 def versions(model_dir: str | Path) -> list[int]:
@@ -55,19 +75,21 @@ def export_endpoints(out_dir: str | Path, app: str, *, trackables: list,
                      endpoints: Mapping[str, tf.types.experimental.GenericFunction],
                      check: Callable[[Path], None] | None = None,
                      card: Mapping[str, object] | None = None,
-                     tpu_aliases: Mapping[str, Callable] | None = None) -> Path:
+                     warmup_requests: Mapping[str, Mapping[str, object]] | None = None) -> Path:
     """Writes `saved_models/<app>/<next version>/` atomically and updates models.config.
 
     Args:
         out_dir: the export root (`saved_models`).
         app: the model name TF Serving will serve it under.
         trackables: Keras models/layers whose variables and lookup tables the endpoints use.
-        endpoints: signature name -> tf.function with an input_signature. The first one is also
-            `serving_default` unless one is named so.
+        endpoints: signature name -> tf.function with an input_signature (TpuAlias values become
+            function aliases). The first one is also `serving_default` unless one is named so.
         check: called with the temporary folder before it is renamed into place; raises to abort.
         card: JSON-serialisable model-card files: {"config": {...}, "metrics": {...}, ...}.
-        tpu_aliases: name -> jit-compiled tf.function, saved as function aliases for TPU conversion.
+        warmup_requests: signature name -> inputs, written as assets.extra/tf_serving_warmup_requests
+            so that a server traces every signature at load, not on the first user's request.
     """
+    endpoints, tpu_aliases = split_endpoints(endpoints)
     model_dir = Path(out_dir) / app
     model_dir.mkdir(parents=True, exist_ok=True)
     version = (versions(model_dir) or [0])[-1] + 1
@@ -96,6 +118,8 @@ def export_endpoints(out_dir: str | Path, app: str, *, trackables: list,
             (target / CARD_DIR).mkdir(exist_ok=True)
             (target / CARD_DIR / f"{name}.json").write_text(
                 json.dumps(content, indent=2, sort_keys=True, default=str) + "\n")
+        if warmup_requests:
+            write_warmup_requests(target / CARD_DIR / WARMUP_FILE, app, warmup_requests)
         if check is not None:
             check(target)
         # Another exporter may have taken this number meanwhile: take the next free one.
@@ -112,6 +136,39 @@ def export_endpoints(out_dir: str | Path, app: str, *, trackables: list,
         shutil.rmtree(tmp, ignore_errors=True)
     write_models_config(out_dir)
     return final
+
+
+def write_warmup_requests(path: Path, app: str, requests: Mapping[str, Mapping[str, object]]) -> None:
+    """TF Serving's warmup file: a TFRecord of PredictionLog protos, one per signature."""
+    from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for signature, inputs in requests.items():
+            request = predict_pb2.PredictRequest(
+                model_spec=model_pb2.ModelSpec(name=app, signature_name=signature))
+            for key, value in inputs.items():
+                array = value.numpy() if hasattr(value, "numpy") else np.asarray(value)
+                request.inputs[key].CopyFrom(tf.make_tensor_proto(array))
+            log = prediction_log_pb2.PredictionLog(
+                predict_log=prediction_log_pb2.PredictLog(request=request))
+            writer.write(log.SerializeToString())
+
+
+def read_warmup_requests(version_dir: str | Path) -> list[tuple[str, dict[str, np.ndarray]]]:
+    """(signature, inputs) of each record in a version's warmup file; [] when it has none."""
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    path = Path(version_dir) / CARD_DIR / WARMUP_FILE
+    if not path.exists():
+        return []
+    out = []
+    for record in tf.data.TFRecordDataset(str(path)):
+        log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
+        request = log.predict_log.request
+        out.append((request.model_spec.signature_name or "serving_default",
+                    {k: tf.make_ndarray(v) for k, v in request.inputs.items()}))
+    return out
 
 
 def _tensor_defaults(fn) -> bool:

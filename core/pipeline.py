@@ -1,6 +1,6 @@
 """The Pipeline base class: the contract every app fulfils.
 
-    p = apps.APPS["image_classification"](Config.preset("demo"))
+    p = registry.apps()["image_classification"](Config.preset("demo"))
     splits = p.datasets()          # train / val / test tf.data (unbatched), deterministic for a seed
     model = p.build_model()
     p.fit()                        # resumable; writes workdir/{checkpoints,logs,metrics.json,config.json}
@@ -8,13 +8,16 @@
     path = p.export("saved_models")
     p.predict([raw_input, ...])    # same answers as the exported endpoint
 
-An app implements the hooks marked "app hook" below; everything else is shared.
+An app writes the hooks below, in the order data flows. Optional concerns live elsewhere: the bench
+(presets on real data, bars, anchors) in the app's bench.py, TPU aliases among its endpoints
+(core.export.TpuAlias).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -30,6 +33,28 @@ from core.distribute import get_strategy, is_chief, set_precision
 from core.schedules import BudgetClock, BudgetedCosine
 
 
+@dataclasses.dataclass
+class Phase:
+    """One stage of training; `Pipeline.fit` runs an app's phases in list order.
+
+    Args:
+        name: "train" for the main phase (its files go in the workdir, its result is fit()'s result);
+            any other phase writes under workdir/<name>.
+        prepare: called with the model before the phase: sets what is trainable and compiles.
+            Default: the app's `compile_model`.
+        run: custom training, `run(model, splits, workdir) -> result dict`, for a phase that fits a
+            part of the model on data of its own. Default: the standard fit of `training_data`.
+        epochs: epochs of the standard fit (default: the config's).
+        budgeted: whether the config's time budget bounds the standard fit.
+    """
+
+    name: str = "train"
+    prepare: Callable[[keras.Model], None] | None = None
+    run: Callable[[keras.Model, Splits, Path], dict] | None = None
+    epochs: int | None = None
+    budgeted: bool = True
+
+
 class Pipeline:
     """Data -> model -> fit -> evaluate -> export -> predict for one application.
 
@@ -42,10 +67,6 @@ class Pipeline:
     config_class: ClassVar[type[BaseConfig]] = BaseConfig
     monitor: ClassVar[str] = "val_loss"
     monitor_mode: ClassVar[str] = "min"
-    # What the app promises on its bench run, checked and reported by `make bench`: (metric, op, target),
-    # op one of ">=", ">", "<=", "<"; target a number, or the name of another metric of the same
-    # evaluation (a baseline measured under the same budget).
-    quality_bars: ClassVar[tuple[tuple[str, str, float | str], ...]] = ()
 
     def __init__(self, config: BaseConfig | None = None, workdir: str | Path | None = None):
         self.config = config if config is not None else self.config_class.preset("demo")
@@ -64,100 +85,58 @@ class Pipeline:
         self._budgeted_schedules: list[BudgetedCosine] = []
 
     # ------------------------------------------------------------------------------------------
-    # App hooks.
+    # App hooks, in the order data flows.
 
     def load_data(self) -> Splits:
-        """App hook: unbatched train/val/test datasets; fills `self.state` with what the model needs."""
+        """Unbatched train/val/test datasets; fills `self.state` with what the model needs."""
         raise NotImplementedError
 
     def make_model(self) -> keras.Model:
-        """App hook: the uncompiled model for `self.config` and `self.state` (calls model.build_model)."""
+        """The uncompiled model for `self.config` and `self.state` (calls model.build_model)."""
         raise NotImplementedError
 
     def compile_model(self, model: keras.Model) -> None:
-        """App hook: optimizer, loss and training metrics."""
+        """Optimizer, loss and training metrics."""
         raise NotImplementedError
 
     def training_data(self, splits: Splits) -> tuple[tf.data.Dataset, tf.data.Dataset | None]:
-        """App hook: batched (inputs, targets) for training and validation, using global_batch_size."""
+        """Batched (inputs, targets) for training and validation, using global_batch_size."""
         raise NotImplementedError
 
     def compute_metrics(self, test: tf.data.Dataset) -> dict[str, float]:
-        """App hook: the task metric(s) on the (unbatched) test split."""
+        """The task metric(s) on the (unbatched) test split."""
         raise NotImplementedError
 
-    def make_endpoints(self) -> dict[str, tf.types.experimental.GenericFunction]:
-        """App hook: signature name -> tf.function (with input_signature) over self.model."""
+    def make_endpoints(self) -> dict[str, Any]:
+        """Signature name -> tf.function (with input_signature) over self.model; TpuAlias values are
+        saved as function aliases instead of signatures."""
         raise NotImplementedError
 
     def encode_request(self, raw_inputs: Sequence[Any]) -> dict[str, Any]:
-        """App hook: raw inputs (paths, bytes, strings) -> serving_default's input tensors."""
+        """Raw inputs (paths, bytes, strings) -> serving_default's input tensors."""
         raise NotImplementedError
 
     def decode_response(self, outputs: Mapping[str, np.ndarray]) -> list[Any]:
-        """App hook: serving_default's outputs -> one readable answer per input."""
+        """serving_default's outputs -> one readable answer per input."""
         raise NotImplementedError
 
     def sample_inputs(self, n: int = 4) -> list[Any]:
-        """App hook: `n` raw inputs from the test split (bytes or strings), for checks and the demo."""
+        """`n` raw inputs from the test split (bytes or strings): checks, demo, warmup requests."""
         raise NotImplementedError
 
-    def example_requests(self) -> dict[str, dict[str, Any]]:
-        """Inputs for every endpoint, used to compare the reloaded export with the live model.
+    # Optional hooks.
 
-        Apps with several endpoints override it to cover each one.
-        """
-        return {"serving_default": self.encode_request(self.sample_inputs(4))}
-
-    def report_examples(self, n: int = 5) -> list[dict[str, str]]:
-        """App hook (optional): up to `n` rows {column: text} of test inputs, references and outputs,
-        shown as a table in reports/demo.md."""
-        return []
+    def phases(self) -> list[Phase]:
+        """The stages of training (e.g. a head alone, then fine-tuning); default one standard phase."""
+        return [Phase()]
 
     def extra_callbacks(self) -> list[keras.callbacks.Callback]:
-        """App hook (optional): callbacks beyond the standard set (e.g. writing samples)."""
+        """Callbacks beyond the standard set (e.g. writing samples)."""
         return []
 
-    def tpu_functions(self) -> dict[str, tf.types.experimental.GenericFunction]:
-        """App hook (optional): jit-compiled functions on preprocessed tensors, saved as function
-        aliases for the Cloud TPU inference converter; the serving signatures stay CPU/GPU-servable."""
-        return {}
-
-    def pretrain(self, model: keras.Model, splits: Splits) -> dict | None:
-        """App hook (optional): trains part of a freshly built, compiled model before the main fit.
-
-        For a head that needs far more steps than the rest of the model (the main fit's time budget
-        does not include this phase; the app reports its time). Skipped when resuming from a backup.
-        """
-        return None
-
-    def preprocessed_batch(self, raw_inputs: Sequence[Any]):
-        """App hook (optional): the model's input tensor for raw inputs, to measure endpoint overhead."""
-        return None
-
-    def bare_model_fn(self):
-        """App hook: serving_default's neural work as a function of preprocessed_batch()'s tensor.
-
-        The bench times it against the endpoint on raw inputs; the difference is the endpoint's
-        overhead (decoding, resizing, readable outputs). Default: the Keras model itself.
-        """
-        model = self.require_model()
-        return lambda x: model(x, training=False)
-
-    @classmethod
-    def bench_config(cls, quick: bool = False) -> BaseConfig:
-        """Config for `make bench`: the app's `bench` preset (real data) if it has one, else `demo`.
-
-        Quick mode caps training at 30 s and skips side-by-side baselines (a config's `anchor_baseline`);
-        the target is all seven apps within ten minutes (measured: 11 minutes on the 2-core CPU machine).
-        """
-        presets = cls.config_class.PRESETS
-        config = cls.config_class.preset("bench" if "bench" in presets else "demo")
-        if quick:
-            config = config.replace(time_budget_s=30.0, epochs=min(config.epochs, 5))
-            if getattr(config, "anchor_baseline", False):
-                config = config.replace(anchor_baseline=False)
-        return config
+    def example_requests(self) -> dict[str, dict[str, Any]]:
+        """Inputs for every signature: export checks, TF Serving warmup records, tests."""
+        return {"serving_default": self.encode_request(self.sample_inputs(4))}
 
     def trackables(self) -> list:
         """Objects the export must track beside the model (e.g. lookup layers used only in serving)."""
@@ -209,50 +188,75 @@ class Pipeline:
         return self.make_model()
 
     def fit(self) -> dict:
-        """Trains under the configured strategy; resumes from workdir/backup if interrupted."""
+        """Trains every phase under the configured strategy; resumes an interrupted run where it stopped.
+
+        A finished phase leaves its weights and result in workdir/phases/, so a restarted run skips it;
+        the phase that was interrupted resumes from its backup. Returns the main phase's result with
+        the other phases' results under "phases".
+        """
         cfg = self.config
         # The strategy first: MultiWorkerMirroredStrategy must configure collectives before any op runs.
         self.strategy = get_strategy(cfg.strategy)
         training.set_seed(cfg.seed)
         policy = set_precision(cfg.precision, self.strategy)
         splits = self.datasets()
+        self._budgeted_schedules = []
+        with self.strategy.scope():
+            model = self.build_model()
+        self.model = model
+        self._endpoints = None
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.save_config()
+        done_dir = self.workdir / "phases"
+        results: dict[str, dict] = {}
+        for phase in self.phases():
+            marker = done_dir / f"{phase.name}.json"
+            if marker.exists():  # finished before an interruption: its weights carry on
+                results[phase.name] = json.loads(marker.read_text())
+                model.load_weights(str(done_dir / f"{phase.name}.weights.h5"))
+                continue
+            results[phase.name] = self._fit_phase(phase, model, splits)
+            if is_chief():
+                done_dir.mkdir(parents=True, exist_ok=True)
+                model.save_weights(str(done_dir / f"{phase.name}.weights.h5"))
+                training.update_json(marker, **results[phase.name])
+        # Exports and the CLI need float32 outputs and a plain policy, whatever training used.
+        keras.mixed_precision.set_global_policy("float32")
+        result = dict(results.pop("train", {}))
+        result.update(precision_policy=policy, replicas=self.replicas, data=splits.info)
+        if results:
+            result["phases"] = results
+        if is_chief():
+            self.save()
+            training.update_json(self.workdir / "metrics.json", fit=result)
+            for path in done_dir.glob("*"):  # the run is complete: a new fit() starts afresh
+                path.unlink()
+        return result
+
+    def _fit_phase(self, phase: Phase, model: keras.Model, splits: Splits) -> dict:
+        cfg = self.config
+        workdir = self.workdir if phase.name == "train" else self.workdir / phase.name
+        self._budgeted_schedules = []
+        with self.strategy.scope():
+            (phase.prepare or self.compile_model)(model)
+            if phase.run is not None:
+                return phase.run(model, splits, workdir)
+        config = cfg.replace(epochs=phase.epochs if phase.epochs is not None else cfg.epochs,
+                             time_budget_s=cfg.time_budget_s if phase.budgeted else 0.0)
         train, val = self.training_data(splits)
         train = training.shard_by_data(train)
         steps = cfg.steps_per_epoch or None
         if steps:
             train = train.repeat()
-        self._budgeted_schedules = []
-        with self.strategy.scope():
-            model = self.build_model()
-            self.compile_model(model)
-        clocks = [BudgetClock(s, cfg.time_budget_s) for s in self._budgeted_schedules] \
-            if cfg.budget_ends_schedule else []
-        self.model = model
-        self._endpoints = None
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.save_config()
-        pretrained = None
-        if not (self.workdir / "backup").exists():  # a resumed run restores its weights instead
-            with self.strategy.scope():
-                pretrained = self.pretrain(model, splits)
         if isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy):
-            result = training.fit_multiworker(model, train, val, config=cfg, strategy=self.strategy,
-                                              workdir=self.workdir, steps_per_epoch=steps,
-                                              write_files=is_chief())
-        else:
-            result = training.fit_model(
-                model, train, val, config=cfg, workdir=self.workdir, monitor=self.monitor,
-                mode=self.monitor_mode, extra_callbacks=self.extra_callbacks() + clocks, steps_per_epoch=steps,
-                batch_size=self.global_batch_size)
-        # Exports and the CLI need float32 outputs and a plain policy, whatever training used.
-        keras.mixed_precision.set_global_policy("float32")
-        result.update(precision_policy=policy, replicas=self.replicas, data=splits.info)
-        if pretrained:
-            result["pretrain"] = pretrained
-        if is_chief():
-            self.save()
-            training.update_json(self.workdir / "metrics.json", fit=result)
-        return result
+            return training.fit_multiworker(model, train, val, config=config, strategy=self.strategy,
+                                            workdir=workdir, steps_per_epoch=steps, write_files=is_chief())
+        clocks = [BudgetClock(s, config.time_budget_s) for s in self._budgeted_schedules] \
+            if cfg.budget_ends_schedule else []
+        return training.fit_model(
+            model, train, val, config=config, workdir=workdir, monitor=self.monitor, mode=self.monitor_mode,
+            extra_callbacks=self.extra_callbacks() + clocks, steps_per_epoch=steps,
+            batch_size=self.global_batch_size)
 
     def save(self) -> None:
         """Weights, config and state to the workdir (what `from_workdir` needs)."""
@@ -311,10 +315,10 @@ class Pipeline:
         outputs = export_lib.call_signature(loaded, "serving_default", self.encode_request(list(raw_inputs)))
         return self.decode_response(outputs)
 
-    def check_export(self, path: Path) -> None:
+    def check_export(self, path: Path, requests: Mapping[str, Mapping[str, Any]] | None = None) -> None:
         """Reloads the SavedModel at `path` and compares every endpoint with the live model."""
         loaded = tf.saved_model.load(str(path))
-        for name, inputs in self.example_requests().items():
+        for name, inputs in (requests or self.example_requests()).items():
             live = {k: v.numpy() for k, v in self.endpoints[name](**inputs).items()}
             exported = export_lib.call_signature(loaded, name, inputs)
             export_lib.assert_outputs_match(live, exported, context=f"{self.name}/{name}")
@@ -322,6 +326,7 @@ class Pipeline:
     def export(self, out_dir: str | Path = "saved_models") -> Path:
         """Exports a new version to `out_dir/<name>/<version>/`, verified by reloading it."""
         model = self.require_model()
+        requests = self.example_requests()
         metrics_path = self.workdir / "metrics.json"
         card = {
             "config": self.config.to_dict(),
@@ -330,4 +335,4 @@ class Pipeline:
         }
         return export_lib.export_endpoints(
             out_dir, self.name, trackables=[model, *self.trackables()], endpoints=self.endpoints,
-            check=self.check_export, card=card, tpu_aliases=self.tpu_functions())
+            check=lambda path: self.check_export(path, requests), card=card, warmup_requests=requests)

@@ -9,14 +9,14 @@ import pytest
 import tensorflow as tf
 
 from core import export as export_lib
-from core.data import SHARED_DATASETS
+from core.data import data_root
 
 
 def shared_dataset(name: str) -> Path:
-    """Path of a real data subset in ../shared/datasets, or skip the test saying why."""
-    path = SHARED_DATASETS / name
+    """Path of a real data subset under CATALOGUE_DATA (../shared/datasets), or skip saying why."""
+    path = data_root() / name
     if not path.exists():
-        pytest.skip(f"real data subset {path} is absent (only on the project's dev and CI machines)")
+        pytest.skip(f"real data subset {path} is absent (set CATALOGUE_DATA to the folder holding {name})")
     return path
 
 

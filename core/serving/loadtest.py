@@ -28,10 +28,10 @@ import numpy as np
 
 def app_request_body(app: str, n: int = 4) -> bytes:
     """serving_default request of an app for `n` sample inputs, as TF Serving JSON."""
-    from apps import APPS
+    from core import registry
     from core.serving.testing import columnar_body, row_body
 
-    cls = APPS[app]
+    cls = registry.apps()[app]
     pipeline = cls(cls.config_class.preset("smoke"))
     inputs = pipeline.encode_request(pipeline.sample_inputs(n))
     return json.dumps(row_body(inputs) or columnar_body(inputs)).encode()

@@ -22,9 +22,9 @@ def export_smoke_app(name: str, out_dir: str | Path, workdir: str | Path | None 
     Returns (pipeline, version folder). Falls back to a one-epoch fit for an app whose export
     needs something only training sets up.
     """
-    from apps import APPS
+    from core import registry
 
-    cls = APPS[name]
+    cls = registry.apps()[name]
     workdir = Path(workdir or tempfile.mkdtemp(prefix=f"serving-{name}-"))
     pipeline = cls(cls.config_class.preset("smoke"), workdir=workdir)
     try:
