@@ -11,7 +11,6 @@ DATA ?= embedded
 # make test: pytest-xdist workers, each running whole files with one TF compute thread (much of a file's
 # time is graph tracing, one core's work; measured on 2 cores: 1,029 s in one process, 706 s on two).
 TEST_WORKERS ?= auto
-export TF_CPP_MIN_LOG_LEVEL ?= 2
 APPS := image-classification colorize captioning text-generation speech-commands translation traffic-signs
 
 .PHONY: help demo test test-slow bench lint clean serve serve-docker $(addprefix app-,$(APPS))

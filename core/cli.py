@@ -1,4 +1,7 @@
-"""The `catalogue` command line: list, train, evaluate, export, predict, demo, serve."""
+"""The `catalogue` command line: list, config, train, evaluate, export, predict, demo, bench, serve.
+
+TensorFlow is imported only by the commands that need it, so `--help` answers at once.
+"""
 
 from __future__ import annotations
 
@@ -9,41 +12,121 @@ import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads: less C++ start-up chatter
+from core.config import STRATEGIES
 
-from core.distribute import STRATEGIES  # noqa: E402 - imports TensorFlow
+PRESETS = ("smoke", "demo", "bench", "full")
+
+
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("dl-catalogue")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _quiet_tensorflow(verbose: bool) -> None:
+    """Imports TensorFlow without its start-up chatter (unless --verbose).
+
+    On a machine without an NVIDIA device, TF's failed cuInit is an ERROR line that means nothing, so
+    C++ logging drops to errors-only there; the lines printed while its libraries load (before absl
+    logging starts) go to a buffer that is shown only if the import fails.
+    """
+    if verbose or "tensorflow" in sys.modules:
+        return
+    no_gpu = not any(Path("/dev").glob("nvidia[0-9]*"))
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3" if no_gpu else "2")  # a value the user set wins
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as buffer:
+        os.dup2(buffer.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401
+        except BaseException:
+            os.dup2(saved, 2)
+            buffer.seek(0)
+            sys.stderr.write(buffer.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+    import absl.logging
+
+    absl.logging.set_verbosity(absl.logging.ERROR)
 
 
 def _apps():
-    from apps import APPS
+    from core import registry
 
-    return APPS
+    return registry.apps()
 
 
 def _app(name: str):
     apps = _apps()
-    key = name.replace("-", "_")
-    if key not in apps:
-        raise SystemExit(f"error: unknown app {name!r}. Valid apps: {', '.join(sorted(apps))}")
-    return apps[key]
+    if name not in apps:
+        raise SystemExit(f"error: unknown app {name!r}. Valid apps: {', '.join(apps)}")
+    return apps[name]
 
 
 def _config(pipeline_class, args):
+    """The preset (the bench preset from the app's bench spec), then --set, --data and --strategy."""
     try:
-        config = pipeline_class.config_class.preset(args.preset)
+        if args.preset == "bench":
+            from core.bench import spec_for
+
+            spec = spec_for(pipeline_class.name)
+            if not (spec.overrides or spec.dataset):
+                raise ValueError(f"{pipeline_class.name} has no bench preset; valid presets: "
+                                 f"{sorted(pipeline_class.config_class.PRESETS)}")
+            if not getattr(args, "data", None):
+                spec.require_data(pipeline_class.name)
+            config = spec.config(pipeline_class.config_class)
+        else:
+            config = pipeline_class.config_class.preset(args.preset)
         config = config.override(args.set)
-    except (KeyError, ValueError) as err:
+    except (KeyError, ValueError, FileNotFoundError) as err:
         raise SystemExit(f"error: {err.args[0] if err.args else err}") from None
-    changes = {k: v for k, v in (("data", args.data), ("strategy", args.strategy)) if v}
+    changes = {k: v for k, v in (("data", getattr(args, "data", None)),
+                                 ("strategy", getattr(args, "strategy", None))) if v}
     return config.replace(**changes) if changes else config
 
 
 def cmd_list(args):
-    import importlib
+    import importlib.util
 
-    for name in sorted(_apps()):
-        doc = (importlib.import_module(f"apps.{name}").__doc__ or "").strip()
-        print(f"{name:22s} {doc.splitlines()[0] if doc else ''}")
+    apps = _apps()
+    for name in apps:
+        doc = _module_doc(importlib.util.find_spec(apps.module_name(name)))
+        print(f"{name:22s} {doc}")
+
+
+def _module_doc(spec) -> str:
+    """First docstring line of a package's __init__, read without importing it (no TensorFlow)."""
+    import ast
+
+    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+        return ""
+    doc = ast.get_docstring(ast.parse(Path(spec.origin).read_text())) or ""
+    return doc.strip().splitlines()[0] if doc.strip() else ""
+
+
+def cmd_config(args):
+    cls = _app(args.app)
+    config = _config(cls, args)
+    docs = config.field_docs()
+    values = config.to_dict()
+    if args.json:
+        print(json.dumps(values, indent=2, sort_keys=True))
+        return
+    width = max(len(k) for k in values)
+    shown = {k: json.dumps(v) if not isinstance(v, str) else repr(v) for k, v in values.items()}
+    value_width = min(max(len(v) for v in shown.values()), 28)
+    print(f"# {cls.name}, preset {args.preset}: set any key with --set KEY=VALUE")
+    for key in values:
+        print(f"{key:{width}s}  {shown[key]:{value_width}s}  {docs.get(key, '')}".rstrip())
 
 
 def cmd_train(args):
@@ -71,18 +154,35 @@ def cmd_export(args):
 
 
 def cmd_predict(args):
+    from core import predict as predict_lib
+
     cls = _app(args.app)
-    model_path = Path(args.model or Path("saved_models") / cls.name)
     # A bare pipeline is enough: requests and responses are encoded without a trained model.
     pipeline = cls(cls.config_class.preset("demo"))
-    for raw, answer in zip(args.inputs, pipeline.predict_exported(model_path, args.inputs)):
-        print(json.dumps({"input": raw, "output": answer}, ensure_ascii=False))
+    try:
+        request = pipeline.encode_request(list(args.inputs))
+    except (OSError, ValueError) as err:
+        raise SystemExit(f"error: {err}") from None
+    if args.server:
+        outputs = predict_lib.ask_server(args.server, cls.name, request, args.signature)
+    else:
+        model_path = Path(args.model or Path("saved_models") / cls.name)
+        outputs = predict_lib.ask_saved_model(model_path, request, args.signature)
+    if args.signature == "serving_default":
+        answers = pipeline.decode_response(outputs)
+    else:
+        answers = predict_lib.readable_rows(outputs)
+    for i, (raw, answer) in enumerate(zip(args.inputs, answers)):
+        row = {"input": raw, "output": answer}
+        if args.out:
+            row["files"] = predict_lib.write_files(args.out, raw, i, {k: v[i] for k, v in outputs.items()})
+        print(json.dumps(row, ensure_ascii=False, default=predict_lib.jsonable))
 
 
 def cmd_demo(args):
     from core.demo import run_demo
 
-    names = [n.replace("-", "_") for n in args.apps] or sorted(_apps())
+    names = [n.replace("-", "_") for n in args.apps] or list(_apps())
     for name in names:
         _app(name)
     run_demo(names, preset=args.preset, out=args.out, report=args.report, runs=args.runs)
@@ -91,7 +191,7 @@ def cmd_demo(args):
 def cmd_bench(args):
     from core.bench import run_bench
 
-    names = [n.replace("-", "_") for n in args.apps] or sorted(_apps())
+    names = [n.replace("-", "_") for n in args.apps] or list(_apps())
     for name in names:
         _app(name)
     if args.report_only:
@@ -107,24 +207,38 @@ def cmd_serve(args):
                poll_seconds=args.poll_seconds, max_body_mb=args.max_body_mb)
 
 
+def _add_config_options(parser, data: bool = True):
+    parser.add_argument("app", help="application name (see `catalogue list`); hyphens or underscores")
+    parser.add_argument("--preset", default="demo", choices=PRESETS,
+                        help="size of the run: smoke (seconds, tests), demo (minutes, embedded data), "
+                             "bench (real data under CATALOGUE_DATA, where the app has a bench), full")
+    parser.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="override config keys, e.g. --set epochs=5 batch_size=32 "
+                             "(`catalogue config APP` lists every key)")
+    if data:
+        parser.add_argument("--data", help="data source: 'embedded' (default), a local folder/file, or tfds:NAME")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="catalogue",
         description="Train, evaluate, export and serve the catalogue's deep-learning applications.",
         epilog="Example: catalogue train image_classification --preset smoke --export saved_models")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--verbose", action="store_true", help="show TensorFlow's start-up and C++ log lines")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    sub.add_parser("list", help="list the applications").set_defaults(fn=cmd_list)
+    sub.add_parser("list", help="list the applications").set_defaults(fn=cmd_list, needs_tf=False)
+
+    config = sub.add_parser("config", help="print every config key of an app with its value and meaning")
+    _add_config_options(config)
+    config.add_argument("--json", action="store_true", help="print the config as JSON only")
+    config.set_defaults(fn=cmd_config)
 
     train = sub.add_parser("train", help="train an app, evaluate it on its test split, optionally export")
-    train.add_argument("app", help="application name (see `catalogue list`); hyphens or underscores")
-    train.add_argument("--preset", default="demo", choices=["smoke", "demo", "bench", "full"],
-                       help="size of the run: smoke (seconds, tests), demo (minutes), bench (real data, "
-                            "where the app has that preset), full (real training)")
-    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                       help="override one config field, e.g. --set epochs=5 (repeatable)")
-    train.add_argument("--data", help="data source: 'embedded' (default), a local folder/file, or tfds:NAME")
-    train.add_argument("--workdir", help="where checkpoints, logs and metrics go (default runs/APP)")
+    _add_config_options(train)
+    train.add_argument("--workdir", help="where checkpoints, logs and metrics go (default runs/APP); "
+                                         "an interrupted run resumes from it")
     train.add_argument("--strategy", choices=STRATEGIES,
                        help="distribution: auto (TPU > several GPUs > default), cpu, gpu, mirrored, "
                             "multiworker (TF_CONFIG), tpu")
@@ -142,12 +256,20 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", default="saved_models", help="export root (default saved_models)")
     export.set_defaults(fn=cmd_export)
 
-    predict = sub.add_parser("predict", help="answer raw inputs with an exported model")
+    predict = sub.add_parser("predict", help="answer raw inputs with an exported model or a running server")
     predict.add_argument("app")
     predict.add_argument("inputs", nargs="+", metavar="INPUT",
                          help="raw inputs: file paths for image/audio apps, text for text apps")
     predict.add_argument("--model", help="a model folder (latest version used) or a version folder "
                                          "(default saved_models/APP)")
+    predict.add_argument("--server", metavar="URL",
+                         help="ask a running `catalogue serve` or TF Serving REST API instead, "
+                              "e.g. http://127.0.0.1:8501")
+    predict.add_argument("--signature", default="serving_default",
+                         help="signature to call (default serving_default; others print their raw outputs)")
+    predict.add_argument("--out", metavar="DIR",
+                         help="also write outputs as files: images and audio the model returns, "
+                              "detections drawn on the input photo")
     predict.set_defaults(fn=cmd_predict)
 
     demo = sub.add_parser("demo", help="train, export, reload and show every app on its embedded data")
@@ -161,7 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="measure quality and speed on real data; writes reports/bench.md")
     bench.add_argument("apps", nargs="*", help="apps to measure (default: all)")
     bench.add_argument("--quick", action="store_true",
-                       help="cap each app's training at 30 s (all seven apps: 11 minutes on a 2-core CPU)")
+                       help="cap each app's training at 30 s and skip the anchors trained beside ours")
     bench.add_argument("--data", help="override the data source (a path or tfds:NAME)")
     bench.add_argument("--report-only", action="store_true",
                        help="train nothing: rewrite bench.md from bench.json, re-checking the quality bars")
@@ -184,6 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "needs_tf", True):
+        _quiet_tensorflow(args.verbose)
     start = time.monotonic()
     args.fn(args)
     if args.command in ("train", "demo"):

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import io
 import json
+import re
+import tokenize
 import types
 import typing
 from pathlib import Path
 from typing import Any, ClassVar
+
+# Distribution strategies by name (core.distribute builds them); here so the CLI lists them without TF.
+STRATEGIES = ("auto", "cpu", "gpu", "mirrored", "multiworker", "tpu")
 
 
 @dataclasses.dataclass
@@ -22,24 +29,23 @@ class BaseConfig:
         >>> cfg = cfg.override(["learning_rate=3e-4", "batch_size=32"])
     """
 
-    seed: int = 0
+    seed: int = 0  # seeds data splits, initialisation and augmentation
     data: str = "embedded"  # "embedded", a folder/file path, or "tfds:NAME"
-    epochs: int = 10
-    batch_size: int = 64
-    learning_rate: float = 1e-3
+    epochs: int = 10  # upper bound; early stopping and the time budget may end training sooner
+    batch_size: int = 64  # per replica
+    learning_rate: float = 1e-3  # peak rate, scaled by the replica count when scale_lr_with_replicas
     steps_per_epoch: int = 0  # 0: one pass over the training split
-    early_stopping_patience: int = 5
+    early_stopping_patience: int = 5  # epochs without a better validation score before stopping
     time_budget_s: float = 0.0  # 0: no wall-clock budget
     # Cosine schedules (Pipeline.cosine_learning_rate) also end when time_budget_s runs out, if that comes
-    # before their last step. Off by default: measured on the text-generation bench with a budget that
-    # bought ~800 steps, annealing by the clock scored worse than a step-counted cosine cut mid-way.
+    # before their last step; off, a budget cuts the step-counted cosine where it is.
     budget_ends_schedule: bool = False
     precision: str = "float32"  # float32 | mixed (mixed_float16 on GPU, mixed_bfloat16 on TPU)
-    jit_compile: bool = False
-    strategy: str = "auto"
-    scale_lr_with_replicas: bool = True
+    jit_compile: bool = False  # XLA for training steps (exports are never jit-compiled)
+    strategy: str = "auto"  # auto | cpu | gpu | mirrored | multiworker (TF_CONFIG) | tpu
+    scale_lr_with_replicas: bool = True  # the global batch grows with the replicas; so does the rate
     backup_every_steps: int = 0  # 0: back up at every epoch end (BackupAndRestore)
-    verbose: int = 1
+    verbose: int = 1  # Keras progress: 0 silent, 1 progress bar, 2 one line per epoch
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {"smoke": {}, "demo": {}, "full": {}}
 
@@ -86,6 +92,14 @@ class BaseConfig:
             changes[key] = parse_value(raw.strip(), types_by_name[key], key)
         return self.replace(**changes)
 
+    @classmethod
+    def field_docs(cls) -> dict[str, str]:
+        """Field name -> its one-line meaning, read from the comments beside or above it in the source."""
+        docs: dict[str, str] = {}
+        for klass in reversed([k for k in cls.__mro__ if dataclasses.is_dataclass(k)]):
+            docs.update(_comments_by_field(klass))
+        return {name: docs.get(name, "") for name in cls.field_names()}
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -104,6 +118,34 @@ class BaseConfig:
         # Configs written by an older version may carry keys that no longer exist: ignore them.
         known = {k: v for k, v in values.items() if k in cls.field_names()}
         return cls(**known)
+
+
+_FIELD = re.compile(r"^    (\w+)\s*:")
+
+
+def _comments_by_field(klass) -> dict[str, str]:
+    try:
+        source = inspect.getsource(klass)
+    except (OSError, TypeError):
+        return {}
+    comments: dict[int, str] = {}
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        if token.type == tokenize.COMMENT:
+            comments[token.start[0]] = token.string.lstrip("#").strip()
+    lines = source.splitlines()
+    docs, above = {}, []
+    for number, line in enumerate(lines, 1):
+        stripped = line.strip()
+        if stripped.startswith("#"):
+            above.append(comments.get(number, ""))
+            continue
+        match = _FIELD.match(line)
+        if match:
+            # A comment on the line wins; else the block right above, unless it is a section title.
+            block = " ".join(above)
+            docs[match.group(1)] = comments.get(number) or (block if len(block.split()) > 3 else "")
+        above = []
+    return {k: v for k, v in docs.items() if v}
 
 
 def parse_value(raw: str, annotation: Any, key: str = "value") -> Any:

@@ -8,8 +8,9 @@ import os
 import keras
 import tensorflow as tf
 
+from core.config import STRATEGIES
+
 _CACHE: dict[str, tf.distribute.Strategy] = {}
-STRATEGIES = ("auto", "cpu", "gpu", "mirrored", "multiworker", "tpu")
 
 
 def _tpu_resolver():

@@ -56,6 +56,21 @@ class Servable:
         # name -> {input key: tf.TensorSpec}, from the concrete functions themselves.
         self.input_specs = {k: dict(fn.structured_input_signature[1]) for k, fn in self.signatures.items()}
         self.output_keys = {k: sorted(fn.structured_outputs) for k, fn in self.signatures.items()}
+        self.warmed_up = self._warm_up()
+
+    def _warm_up(self) -> int:
+        """Replays assets.extra/tf_serving_warmup_requests as TF Serving does: the first user request
+        then does not pay for tracing, and a version whose warmup fails does not become available."""
+        import tensorflow as tf
+
+        from core.export import read_warmup_requests
+
+        records = read_warmup_requests(self.path)
+        for signature, inputs in records:
+            if signature not in self.signatures:
+                raise ValueError(f"warmup request for unknown signature {signature!r} in {self.path}")
+            self.signatures[signature](**{k: tf.constant(v) for k, v in inputs.items()})
+        return len(records)
 
     def signature(self, name: str):
         """(resolved name, concrete function) or INVALID_ARGUMENT as TF Serving words it."""

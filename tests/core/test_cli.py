@@ -1,19 +1,55 @@
-"""The `catalogue` command line: listing, clear errors, and train -> evaluate -> export -> predict."""
+"""The `catalogue` command line: fast quiet help, listing, config, clear errors, train -> predict."""
 
 import json
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from apps import APPS
+from core import registry
 from core.cli import main
+
+CATALOGUE = [sys.executable, "-m", "core"]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_help_is_fast_and_has_no_tensorflow_log_lines():
+    for args in (["--help"], ["train", "--help"], ["predict", "--help"], ["list"]):
+        start = time.monotonic()
+        done = subprocess.run(CATALOGUE + args, capture_output=True, text=True, cwd=ROOT, timeout=60)
+        seconds = time.monotonic() - start
+        assert done.returncode == 0, done.stderr
+        assert seconds < 1.0, (args, seconds)
+        lines = (done.stdout + done.stderr).splitlines()
+        assert not [line for line in lines if line[:5] in ("I0000", "W0000", "E0000")], lines
+
+
+def test_commands_that_load_tensorflow_print_no_log_lines():
+    done = subprocess.run(CATALOGUE + ["config", "image_classification", "--preset", "smoke"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = (done.stdout + done.stderr).splitlines()
+    assert not [line for line in lines if line[:5] in ("I0000", "W0000", "E0000")], lines
+    assert not [line for line in lines if "absl::InitializeLog" in line], lines
 
 
 def test_list_names_every_app(capsys):
     main(["list"])
     listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
-    assert listed == sorted(APPS)
+    assert listed == sorted(registry.apps())
+
+
+def test_config_lists_every_key_with_value_and_several_sets(capsys):
+    main(["config", "translation", "--preset", "smoke", "--set", "epochs=3", "dim=32"])
+    out = capsys.readouterr().out.splitlines()[1:]
+    config_class = registry.apps()["translation"].config_class
+    assert [line.split()[0] for line in out] == config_class.field_names()
+    values = {line.split()[0]: line.split()[1] for line in out}
+    assert values["epochs"] == "3" and values["dim"] == "32"
 
 
 def test_unknown_app_and_key_list_the_valid_ones():
@@ -38,3 +74,28 @@ def test_train_evaluate_export_predict(tmp_path, capsys):
     main(["predict", "image_classification", str(image), "--model", str(out / "image_classification")])
     answer = json.loads(capsys.readouterr().out)
     assert answer["input"] == str(image) and len(answer["output"]["classes"]) == 3
+
+
+def test_predict_writes_media_outputs_and_draws_boxes(tmp_path):
+    from PIL import Image
+
+    from core import predict as predict_lib
+
+    photo = tmp_path / "scene.png"
+    Image.new("RGB", (64, 48), (0, 90, 0)).save(photo)
+    png = tf.io.encode_png(np.zeros((4, 4, 3), np.uint8)).numpy()
+    row = {"colorized_png_bytes": np.array(png, dtype=object), "boxes": np.array([[0.1, 0.1, 0.5, 0.5]]),
+           "classes": np.array([b"stop"], dtype=object), "scores": np.array([0.9]), "num_detections": np.array(1)}
+    written = predict_lib.write_files(tmp_path / "out", str(photo), 0, row)
+    assert sorted(Path(p).name for p in written) == ["scene_colorized.png", "scene_detections.png"]
+    drawn = np.asarray(Image.open(tmp_path / "out" / "scene_detections.png"))
+    assert drawn.shape[1] > 64 and (drawn[..., 0] > 200).any()  # enlarged, with a red box
+
+
+def test_server_json_becomes_the_same_numpy_as_a_saved_model():
+    from core import predict as predict_lib
+
+    outputs = predict_lib._to_numpy([["a", "b"], ["c", "d"]])
+    assert outputs.dtype == object and outputs[1, 0] == b"c"
+    assert predict_lib._to_numpy([{"b64": "AAE="}])[0] == b"\x00\x01"
+    assert predict_lib._to_numpy([[0.5, 1.0]]).dtype == np.float64

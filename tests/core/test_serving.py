@@ -455,3 +455,26 @@ def test_hot_reload_during_traffic_fails_no_request(served):
     # The pinned model stays on version 1.
     assert http(served, "POST", "/v1/models/toy_pinned/labels/stable:predict", {"instances": [[1, 1]]})[1] == \
         {"predictions": [[4.0]]}
+
+
+def test_cli_predict_asks_the_server_and_the_saved_model_alike(served, tmp_path, capsys):
+    from core.cli import main
+
+    image = tmp_path / "photo.png"
+    image.write_bytes(png(size=(30, 20)))
+    main(["predict", IC, str(image), "--server", served["server"].rest_url])
+    from_server = json.loads(capsys.readouterr().out)
+    main(["predict", IC, str(image), "--model", str(served["ic_path"])])
+    from_model = json.loads(capsys.readouterr().out)
+    assert from_server == from_model and len(from_server["output"]["classes"]) == 3
+    main(["predict", IC, str(image), "--server", served["server"].rest_url, "--signature", "serving_default"])
+    with pytest.raises(SystemExit, match="answered 404"):
+        main(["predict", IC, str(image), "--server", served["server"].rest_url + "/nowhere"])
+
+
+def test_exports_carry_warmup_requests_that_replay(served):
+    records = export_lib.read_warmup_requests(served["ic_path"])
+    assert {signature for signature, _ in records} == set(served["pipeline"].example_requests())
+    for signature, inputs in records:
+        outputs = export_lib.call_signature(served["loaded"], signature, inputs)
+        assert all(len(v) == len(next(iter(inputs.values()))) for v in outputs.values())
