@@ -9,7 +9,7 @@ STRATEGY ?= auto
 SET ?=
 DATA ?= embedded
 # make test: pytest-xdist workers, each running whole files with one TF compute thread (much of a file's
-# time is graph tracing, one core's work; measured on 2 cores: 1,029 s in one process, 706 s on two).
+# time is graph tracing, one core's work, so a worker per core beats one process using both).
 TEST_WORKERS ?= auto
 APPS := image-classification colorize captioning text-generation speech-commands translation traffic-signs
 
@@ -36,7 +36,7 @@ test: $(STAMP)  ## the fast test suite (smoke presets), one worker per core (TES
 test-slow: $(STAMP)  ## slow tests: real-data quality, demo-preset thresholds, multi-process runs
 	$(BIN)/pytest -q -m slow
 
-bench: $(STAMP)  ## quality + speed on ../shared/datasets -> reports/bench.md (APP=name; QUICK=1 -> reports/quick)
+bench: $(STAMP)  ## quality + speed on real data (CATALOGUE_DATA) -> reports/bench.md (APP=name; QUICK=1 -> reports/quick)
 	$(BIN)/catalogue bench $(subst -,_,$(APP)) $(if $(QUICK),--quick,)
 
 lint: $(STAMP)  ## ruff

@@ -5,10 +5,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # `make test` runs the files on one pytest-xdist worker per core, a whole file per worker so that a
 # module's trained fixture is built once. Workers take files in collection order (xdist's own order is by
 # number of tests), so the files that train several models go first: the run cannot end before its
-# heaviest file does, which matters most with many workers. Measured on 2 cores (AMD EPYC, 2026-12-03,
-# one run each): one process 1,029 s; two workers 781 s; two workers with one TF compute thread each
-# 706 s, and 712 s with this order (no gain on two workers; the files sum to 1,242 s).
-HEAVIEST_FIRST = ("test_traffic_signs.py", "test_translation.py", "test_captioning.py", "test_text_generation.py",
+# heaviest file does, which matters most with many workers.
+HEAVIEST_FIRST = ("test_contract.py", "test_traffic_signs.py", "test_translation.py", "test_captioning.py",
+                  "test_text_generation.py",
                   "test_colorize.py", "test_distribute.py", "test_speech_commands.py",
                   "test_image_classification.py", "test_bench.py", "test_cli.py")
 
