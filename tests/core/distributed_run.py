@@ -13,12 +13,12 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 import keras  # noqa: E402
 
 keras.config.disable_traceback_filtering()
-from apps import APPS  # noqa: E402
+from core import registry  # noqa: E402
 from core.distribute import is_chief, split_cpu  # noqa: E402
 
 
 def main(app, mode, workdir, result_path, export_dir=None):
-    cls = APPS[app]
+    cls = registry.apps()[app]
     # The same global batch and learning rate in every mode, so the runs are comparable.
     base = cls.config_class.preset("smoke", verbose=0, scale_lr_with_replicas=False)
     overrides = {"seed": 1}

@@ -17,8 +17,8 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from apps import APPS
 from core import export as export_lib
+from core import registry
 from core.serving.config import batching_problems
 from core.serving.loadtest import markdown, run_load
 from core.serving.server import ModelServer
@@ -33,6 +33,7 @@ from core.serving.testing import (
 )
 
 pytestmark = pytest.mark.slow
+APPS = registry.apps()
 ROOT = Path(__file__).resolve().parents[2]
 
 
