@@ -309,10 +309,33 @@ def main(argv=None) -> int:
     if getattr(args, "needs_tf", True):
         _quiet_tensorflow(args.verbose)
     start = time.monotonic()
-    args.fn(args)
+    try:
+        args.fn(args)
+    except KeyboardInterrupt:
+        raise SystemExit("interrupted: a `train` with the same --workdir resumes from its last backup") from None
+    except Exception as err:  # noqa: BLE001 - a user's mistake is one line; --verbose shows the traceback
+        if args.verbose or not _is_user_error(err):
+            raise
+        raise SystemExit(f"error: {_one_line(err)}") from None
     if args.command in ("train", "demo"):
         print(f"done in {time.monotonic() - start:.1f}s")
     return 0
+
+
+def _is_user_error(err: Exception) -> bool:
+    """Errors about what the user gave (files, values, inputs), as opposed to bugs."""
+    if isinstance(err, (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError,
+                        ValueError, KeyError)):
+        return True
+    tf = sys.modules.get("tensorflow")
+    return tf is not None and isinstance(err, (tf.errors.InvalidArgumentError, tf.errors.NotFoundError))
+
+
+def _one_line(err: Exception) -> str:
+    text = getattr(err, "message", None) or (err.args[0] if err.args else str(err))
+    text = str(text).strip()
+    # TF appends the graph's op trace after the message: the first line says what was wrong.
+    return f"{text.splitlines()[0] if text else type(err).__name__}"
 
 
 if __name__ == "__main__":

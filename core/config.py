@@ -49,6 +49,29 @@ class BaseConfig:
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {"smoke": {}, "demo": {}, "full": {}}
 
+    def __post_init__(self):
+        self.check()
+
+    def check(self) -> None:
+        """Refuses values outside their range, naming the key and the value received.
+
+        Apps with ranges of their own extend it (calling super().check()).
+        """
+        positive = {"epochs": self.epochs, "batch_size": self.batch_size, "learning_rate": self.learning_rate}
+        not_negative = {"steps_per_epoch": self.steps_per_epoch, "time_budget_s": self.time_budget_s,
+                        "early_stopping_patience": self.early_stopping_patience,
+                        "backup_every_steps": self.backup_every_steps}
+        for key, value in positive.items():
+            if not value > 0:
+                raise ValueError(f"{key} must be positive. Received: {key}={value!r}")
+        for key, value in not_negative.items():
+            if value < 0:
+                raise ValueError(f"{key} must not be negative. Received: {key}={value!r}")
+        choices = {"precision": ("float32", "mixed"), "strategy": STRATEGIES, "verbose": (0, 1, 2)}
+        for key, valid in choices.items():
+            if getattr(self, key) not in valid:
+                raise ValueError(f"{key} must be one of {list(valid)}. Received: {key}={getattr(self, key)!r}")
+
     @classmethod
     def preset(cls, name: str = "demo", **overrides: Any) -> BaseConfig:
         if name not in cls.PRESETS:

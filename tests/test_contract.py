@@ -95,3 +95,10 @@ def test_warmup_records_cover_every_signature_and_answer(exported):
         outputs = export_lib.call_signature(loaded, signature, inputs)
         rows = {int(np.shape(v)[0]) for v in inputs.values() if np.ndim(v)}
         assert all(np.shape(v)[0] in rows for v in outputs.values() if np.ndim(v)), signature
+
+
+@pytest.mark.parametrize("app", APPS)
+def test_every_config_key_says_what_it_means(app):
+    # `catalogue config APP` prints these beside each key.
+    docs = registry.apps()[app].config_class.field_docs()
+    assert not [key for key, doc in docs.items() if not doc]

@@ -1,6 +1,7 @@
 """The `catalogue` command line: fast quiet help, listing, config, clear errors, train -> predict."""
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -15,12 +16,19 @@ from core.cli import main
 
 CATALOGUE = [sys.executable, "-m", "core"]
 ROOT = Path(__file__).resolve().parents[2]
+# As a user runs it: without the log level the test session sets for itself.
+USER_ENV = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+
+
+def run_cli(args, timeout=120):
+    return subprocess.run(CATALOGUE + args, capture_output=True, text=True, cwd=ROOT, env=USER_ENV,
+                          timeout=timeout)
 
 
 def test_help_is_fast_and_has_no_tensorflow_log_lines():
     for args in (["--help"], ["train", "--help"], ["predict", "--help"], ["list"]):
         start = time.monotonic()
-        done = subprocess.run(CATALOGUE + args, capture_output=True, text=True, cwd=ROOT, timeout=60)
+        done = run_cli(args, timeout=60)
         seconds = time.monotonic() - start
         assert done.returncode == 0, done.stderr
         assert seconds < 1.0, (args, seconds)
@@ -29,8 +37,7 @@ def test_help_is_fast_and_has_no_tensorflow_log_lines():
 
 
 def test_commands_that_load_tensorflow_print_no_log_lines():
-    done = subprocess.run(CATALOGUE + ["config", "image_classification", "--preset", "smoke"],
-                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    done = run_cli(["config", "image_classification", "--preset", "smoke"])
     assert done.returncode == 0, done.stderr
     lines = (done.stdout + done.stderr).splitlines()
     assert not [line for line in lines if line[:5] in ("I0000", "W0000", "E0000")], lines
@@ -99,3 +106,16 @@ def test_server_json_becomes_the_same_numpy_as_a_saved_model():
     assert outputs.dtype == object and outputs[1, 0] == b"c"
     assert predict_lib._to_numpy([{"b64": "AAE="}])[0] == b"\x00\x01"
     assert predict_lib._to_numpy([[0.5, 1.0]]).dtype == np.float64
+
+
+def test_user_errors_are_one_line_and_exit_non_zero(tmp_path):
+    cases = [(["train", "image_classification", "--set", "epochs=-3"], "epochs must be positive. Received: epochs=-3"),
+             (["train", "image_classification", "--set", "batch_size=0"], "batch_size must be positive"),
+             (["predict", "image_classification", str(tmp_path / "missing.png")], "not found"),
+             (["predict", "image_classification", __file__, "--model", str(tmp_path / "none")],
+              "No exported versions")]
+    for args, message in cases:
+        done = run_cli(args)
+        assert done.returncode != 0, args
+        assert message in done.stderr and "Traceback" not in done.stderr, (args, done.stderr)
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
