@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import re
 import time
+import warnings
 from pathlib import Path
 
 import keras
@@ -61,6 +64,50 @@ class EpochTimer(keras.callbacks.Callback):
             logs["examples_per_second"] = steps * self.batch_size / max(seconds, 1e-9)
 
 
+class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """BackupAndRestore that survives a kill at any moment.
+
+    Each backup is written to a temporary file and renamed into place under a name that carries its
+    epoch (one file, so weights and progress cannot disagree); the previous backup is kept until a
+    newer one is complete, and a resumed run falls back to it when the newest cannot be read.
+    """
+
+    NAME = re.compile(r"^epoch-(\d+)-batch-(\d+)\.weights\.h5$")
+
+    def _backups(self) -> list[tuple[int, int, Path]]:
+        folder = Path(self.backup_dir)
+        found = [(int(m[1]), int(m[2]), p) for p in folder.glob("*.weights.h5") if (m := self.NAME.match(p.name))]
+        return sorted(found, reverse=True)
+
+    def on_train_begin(self, logs=None):
+        self._load_model()
+
+    def _load_model(self):
+        if not self.model.built:
+            raise ValueError(f"BackupAndRestore needs a built model before fit(). Received: {self.model}")
+        for epoch, _, path in self._backups():
+            if self.model.optimizer is not None and not self.model.optimizer.built:
+                self.model.optimizer.build(self.model.trainable_variables)
+            try:
+                self.model.load_weights(str(path))
+            except Exception as err:  # noqa: BLE001 - a file cut short by a kill: try the one before
+                warnings.warn(f"Backup {path} is unreadable ({type(err).__name__}); trying an older one.",
+                              stacklevel=2)
+                continue
+            self.model._initial_epoch = epoch
+            return
+
+    def _save_model(self):
+        folder = Path(self.backup_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / ".incomplete.weights.h5"
+        self.model.save_weights(str(tmp), overwrite=True)
+        final = folder / f"epoch-{self._current_epoch:06d}-batch-{self._last_batch_seen:09d}.weights.h5"
+        os.replace(tmp, final)
+        for _, _, older in self._backups()[2:]:  # the newest two: a complete one survives any kill
+            older.unlink(missing_ok=True)
+
+
 def standard_callbacks(workdir: str | Path, *, monitor: str = "val_loss", mode: str = "min",
                        patience: int = 5, time_budget_s: float = 0.0, backup_every_steps: int = 0,
                        batch_size: int = 1, write_files: bool = True, tensorboard: bool = True):
@@ -73,8 +120,7 @@ def standard_callbacks(workdir: str | Path, *, monitor: str = "val_loss", mode: 
     backup_freq = backup_every_steps if backup_every_steps > 0 else "epoch"
     callbacks = [
         EpochTimer(batch_size),
-        keras.callbacks.BackupAndRestore(str(workdir / "backup"), save_freq=backup_freq,
-                                         delete_checkpoint=True),
+        SafeBackupAndRestore(str(workdir / "backup"), save_freq=backup_freq, delete_checkpoint=True),
         keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=patience,
                                       restore_best_weights=True, verbose=1),
         TimeBudget(time_budget_s),

@@ -1,0 +1,50 @@
+"""Resuming survives a kill at any moment: a newest backup cut short falls back to the one before."""
+
+import keras
+import numpy as np
+
+from core.callbacks import SafeBackupAndRestore
+
+
+class StopAfter(keras.callbacks.Callback):
+    def __init__(self, epochs):
+        super().__init__()
+        self.epochs = epochs
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 >= self.epochs:
+            raise KeyboardInterrupt  # what a kill between epochs looks like to the next run
+
+
+def toy():
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    return model
+
+
+def fit(model, backup, epochs, extra=()):
+    x, y = np.ones((8, 3), np.float32), np.ones((8, 1), np.float32)
+    return model.fit(x, y, epochs=epochs, verbose=0,
+                     callbacks=[SafeBackupAndRestore(str(backup), delete_checkpoint=True), *extra])
+
+
+def test_resume_from_the_newest_readable_backup(tmp_path):
+    backup = tmp_path / "backup"
+    try:
+        fit(toy(), backup, epochs=6, extra=[StopAfter(3)])
+    except KeyboardInterrupt:
+        pass
+    names = sorted(p.name for p in backup.iterdir())
+    assert names == ["epoch-000002-batch-000000000.weights.h5", "epoch-000003-batch-000000000.weights.h5"]
+    newest = backup / names[-1]
+    newest.write_bytes(newest.read_bytes()[:200])  # killed while writing: a truncated file
+    history = fit(toy(), backup, epochs=6)
+    assert history.epoch == [2, 3, 4, 5]  # resumed after epoch 2, not from scratch and not failing
+    assert not backup.exists()  # a finished run removes its backups
+
+
+def test_a_kill_mid_write_leaves_only_a_temporary_file(tmp_path):
+    backup = tmp_path / "backup"
+    backup.mkdir()
+    (backup / ".incomplete.weights.h5").write_bytes(b"half a file")
+    assert fit(toy(), backup, epochs=2).epoch == [0, 1]
