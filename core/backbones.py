@@ -34,7 +34,7 @@ def keras_backbone(name: str, image_size: int, weights: str = "", pooling: str |
     if local_file:
         net.load_weights(weights)
     net.trainable = False  # pretrained features are kept; apps that fine-tune unfreeze in a later phase
-    net._name = "backbone"
+    net.name = "backbone"
     return net
 
 

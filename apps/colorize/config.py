@@ -6,7 +6,6 @@ import dataclasses
 from typing import Any, ClassVar
 
 from core.config import BaseConfig
-from core.data import SHARED_DATASETS
 
 
 @dataclasses.dataclass
@@ -28,13 +27,9 @@ class Config(BaseConfig):
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "smoke": {"epochs": 6, "batch_size": 32, "image_size": 32, "width": 16, "depth": 2,
                   "crops_per_photo": 64, "learning_rate": 3e-3, "verbose": 0},
-        # make demo: sized for about 100 s in all (fit, evaluate, export) on 2 idle CPU cores.
+        # make demo: sized for about 100 s in all (fit, evaluate, export) on 2 CPU cores.
         "demo": {"epochs": 8, "batch_size": 32, "image_size": 48, "width": 16, "depth": 3,
                  "crops_per_photo": 250, "learning_rate": 2e-3, "time_budget_s": 50},
-        # make bench / the slow quality test: a held-out split of 600 real flower photos.
-        "bench": {"data": str(SHARED_DATASETS / "flowers_128"), "epochs": 40, "batch_size": 32,
-                  "image_size": 64, "width": 24, "depth": 3, "learning_rate": 2e-3,
-                  "rebalance": 0.95, "early_stopping_patience": 10, "time_budget_s": 900, "verbose": 2},
         "full": {"epochs": 80, "batch_size": 32, "image_size": 128, "width": 48, "depth": 4,
                  "crops_per_photo": 1500, "early_stopping_patience": 10},
     }

@@ -14,7 +14,7 @@ import tensorflow as tf
 from apps.colorize import color, data, serving
 from apps.colorize import model as model_lib
 from apps.colorize.config import Config
-from core.data import batched, decode_resize_images, read_bytes
+from core.data import batched, read_bytes
 from core.pipeline import Pipeline as BasePipeline
 from core.plots import image_grid_png
 
@@ -33,7 +33,6 @@ class Pipeline(BasePipeline):
 
     name = "colorize"
     config_class = Config
-    quality_bars = (("psnr", ">", "gray_psnr"), ("colorfulness_fraction", ">=", 0.5))
 
     @property
     def centers(self) -> np.ndarray | None:
@@ -125,17 +124,6 @@ class Pipeline(BasePipeline):
             answers.append({"width": width, "height": height,
                             "png_base64": base64.b64encode(png).decode("ascii")})
         return answers
-
-    def preprocessed_batch(self, raw_inputs: Sequence[Any]):
-        """The model's input (lightness at its resolution) for raw inputs, to time the bare model."""
-        size = (self.config.image_size, self.config.image_size)
-        rgb = decode_resize_images(self.encode_request(raw_inputs)["image_bytes"], size)
-        return color.lightness(rgb / 255.0)
-
-    def bare_model_fn(self):
-        # The model's prediction is ab colour: for a loss="bins" model that is the annealed mean of its
-        # bin distribution, a step of the model's output, not of the request's format.
-        return serving.make_ab_predictor(self.require_model(), self.centers, self.config.temperature)
 
     def sample_inputs(self, n: int = 4):
         """Black-and-white PNGs of test photos: what a user of this app has."""

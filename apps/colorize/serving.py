@@ -71,8 +71,7 @@ def make_endpoints(model, image_size: int, centers: np.ndarray | None, temperatu
     def serve_image_bytes(image_bytes):
         # Only what must be per image runs per image: decoding (once) and PNG encoding. A loop step
         # costs more in op dispatch than in arithmetic for photos this small, so the resizing, the
-        # model and the colour conversions run on the batch (measured, 64 px photos at batch 32: the
-        # whole recombination inside the loop took 1.5x the bare model).
+        # model and the colour conversions run on the batch.
         flat, sizes = each(decode_flat, image_bytes,
                            (tf.RaggedTensorSpec([None], tf.uint8, ragged_rank=0), tf.TensorSpec([2], tf.int32)))
         same_size = tf.logical_and(tf.size(image_bytes) > 0, tf.reduce_all(tf.equal(sizes, sizes[:1])))

@@ -9,15 +9,8 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from core.backbones import backbone_features
 from core.layers import ConvBlock, ResidualBlock
-
-# keras.applications networks we support, with their own input preprocessing.
-BACKBONES = {
-    "mobilenet_v2": ("MobileNetV2", "mobilenet_v2"),
-    "mobilenet_v3_small": ("MobileNetV3Small", "mobilenet_v3"),
-    "efficientnet_b0": ("EfficientNetB0", "efficientnet"),
-    "resnet50": ("ResNet50", "resnet50"),
-}
 
 
 def augmentation(flip: bool, seed: int) -> keras.Sequential:
@@ -28,24 +21,6 @@ def augmentation(flip: bool, seed: int) -> keras.Sequential:
     return keras.Sequential(steps, name="augment")
 
 
-def backbone_features(config, x):
-    if config.backbone not in BACKBONES:
-        raise ValueError(f"Unknown backbone. Received: backbone={config.backbone!r}; "
-                         f"valid: {sorted(BACKBONES)}")
-    class_name, module_name = BACKBONES[config.backbone]
-    module = getattr(keras.applications, module_name)
-    weights = config.weights or None
-    local_file = weights not in (None, "imagenet")
-    net = getattr(keras.applications, class_name)(
-        include_top=False, weights=None if local_file else weights,
-        input_shape=(config.image_size, config.image_size, 3), pooling="avg")
-    if local_file:
-        net.load_weights(weights)
-    net.trainable = False  # phase 1 trains the head only; the pipeline unfreezes the top later
-    net._name = "backbone"
-    return net(module.preprocess_input(x), training=False)
-
-
 def build_model(config, num_classes: int) -> keras.Model:
     """Image batch -> class probabilities (float32 even under mixed precision)."""
     if num_classes < 2:
@@ -53,7 +28,8 @@ def build_model(config, num_classes: int) -> keras.Model:
     inputs = keras.Input((config.image_size, config.image_size, 3), name="images")
     x = augmentation(config.flip, config.seed)(inputs) if config.augment else inputs
     if config.backbone:
-        x = backbone_features(config, x)
+        # Frozen here; the fine-tuning phase unfreezes its top layers.
+        x = backbone_features(config.backbone, x, config.image_size, config.weights, pooling="avg")
     else:
         x = layers.Rescaling(1.0 / 255)(x)
         x = ConvBlock(config.width)(x)

@@ -12,8 +12,8 @@ import tensorflow as tf
 from apps.image_classification import data, serving
 from apps.image_classification import model as model_lib
 from apps.image_classification.config import Config
-from core import training
-from core.data import batched, decode_resize_images, read_bytes
+from core.data import batched, read_bytes
+from core.pipeline import Phase
 from core.pipeline import Pipeline as BasePipeline
 from core.plots import confusion_matrix_png
 
@@ -29,7 +29,6 @@ class Pipeline(BasePipeline):
 
     name = "image_classification"
     config_class = Config
-    quality_bars = (("accuracy", ">", "chance"),)
     monitor = "val_accuracy"
     monitor_mode = "max"
 
@@ -42,9 +41,10 @@ class Pipeline(BasePipeline):
     def make_model(self):
         return model_lib.build_model(self.config, len(self.state["class_names"]))
 
-    def compile_model(self, model):
+    def compile_model(self, model, learning_rate=None):
+        """AdamW (on a cosine schedule unless given a rate) with label-smoothed cross-entropy."""
         model.compile(
-            optimizer=keras.optimizers.AdamW(self.cosine_learning_rate(), weight_decay=1e-4),
+            optimizer=keras.optimizers.AdamW(learning_rate or self.cosine_learning_rate(), weight_decay=1e-4),
             loss=keras.losses.CategoricalCrossentropy(label_smoothing=self.config.label_smoothing),
             metrics=["accuracy"], jit_compile=self.config.jit_compile)
 
@@ -56,33 +56,22 @@ class Pipeline(BasePipeline):
         val = batched(splits.val, b, map_fn=one_hot)
         return train, val
 
-    def fit(self):
-        result = super().fit()
+    def phases(self):
         cfg = self.config
-        if cfg.backbone and cfg.fine_tune_epochs > 0:
-            result["fine_tune"] = self._fine_tune(result["epochs_run"])
-            self.save()
-        return result
+        if not (cfg.backbone and cfg.fine_tune_epochs > 0):
+            return [Phase()]
+        return [Phase("train"), Phase("fine_tune", prepare=self._unfreeze_top, epochs=cfg.fine_tune_epochs)]
 
-    def _fine_tune(self, epochs_done: int) -> dict:
-        """Phase 2: unfreeze the backbone's top layers and train on at a tenth of the learning rate."""
-        cfg = self.config
-        backbone = self.model.get_layer("backbone")
+    def _unfreeze_top(self, model):
+        """The backbone's top `fine_tune_layers` trainable, at a tenth of the learning rate."""
+        backbone = model.get_layer("backbone")
         backbone.trainable = True
-        for layer in backbone.layers[:-cfg.fine_tune_layers]:
+        for layer in backbone.layers[:max(len(backbone.layers) - self.config.fine_tune_layers, 0)]:
             layer.trainable = False
         for layer in backbone.layers:
             if isinstance(layer, keras.layers.BatchNormalization):
                 layer.trainable = False  # batch statistics of small fine-tuning sets are noise
-        with self.strategy.scope():
-            self.model.compile(optimizer=keras.optimizers.AdamW(self.learning_rate * 0.1),
-                               loss=keras.losses.CategoricalCrossentropy(cfg.label_smoothing),
-                               metrics=["accuracy"])
-        train, val = self.training_data(self.datasets())
-        tuned = cfg.replace(epochs=epochs_done + cfg.fine_tune_epochs)
-        return training.fit_model(self.model, train, val, config=tuned, workdir=self.workdir / "fine_tune",
-                                  monitor=self.monitor, mode=self.monitor_mode,
-                                  initial_epoch=epochs_done, batch_size=self.global_batch_size)
+        self.compile_model(model, self.learning_rate * 0.1)
 
     def compute_metrics(self, test):
         names = self.state["class_names"]
@@ -104,13 +93,6 @@ class Pipeline(BasePipeline):
     def make_endpoints(self):
         return serving.make_endpoints(self.require_model(), self.state["class_names"],
                                       self.config.image_size, self.config.top_k)
-
-    def preprocessed_batch(self, raw_inputs):
-        size = (self.config.image_size,) * 2
-        return decode_resize_images(tf.constant([read_bytes(x) for x in raw_inputs]), size)
-
-    def tpu_functions(self):
-        return serving.make_tpu_functions(self.require_model(), self.config.image_size)
 
     def encode_request(self, raw_inputs: Sequence[Any]):
         return {"image_bytes": tf.constant([read_bytes(x) for x in raw_inputs], tf.string)}

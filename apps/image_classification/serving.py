@@ -3,6 +3,8 @@
 serving_default: image_bytes (string [N], encoded JPEG/PNG/GIF/BMP of any size)
                  -> classes (string [N, k]), scores (float32 [N, k])
 predict_images:  images (float32 [N, H, W, 3], 0..255, any H and W) -> the same outputs
+classify_tpu:    a function alias, not a signature: images (float32 [N, S, S, 3]) -> probabilities,
+                 jit-compiled for the TPU inference converter
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from core.data import decode_resize_images
-from core.export import run_model
+from core.export import TpuAlias, run_model
 
 
 def make_endpoints(model, class_names: list[str], image_size: int, top_k: int) -> dict:
@@ -31,15 +33,10 @@ def make_endpoints(model, class_names: list[str], image_size: int, top_k: int) -
         resized = tf.image.resize(images, size, antialias=True)
         return top(run_model(model, resized))
 
-    return {"serving_default": serve_image_bytes, "predict_images": predict_images}
-
-
-def make_tpu_functions(model, image_size: int) -> dict:
-    """The model on preprocessed images, jit-compiled: what the TPU inference converter takes."""
-
-    @tf.function(jit_compile=True, input_signature=[
-        tf.TensorSpec([None, image_size, image_size, 3], tf.float32, name="images")])
+    # The model on preprocessed images, jit-compiled: what the TPU inference converter takes.
+    @tf.function(jit_compile=True, input_signature=[tf.TensorSpec([None, *size, 3], tf.float32, name="images")])
     def classify_tpu(images):
         return {"probabilities": tf.cast(model(images, training=False), tf.float32)}
 
-    return {"classify_tpu": classify_tpu}
+    return {"serving_default": serve_image_bytes, "predict_images": predict_images,
+            "classify_tpu": TpuAlias(classify_tpu)}

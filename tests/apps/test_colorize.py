@@ -1,4 +1,5 @@
-"""Colourization: Lab maths, shapes, learning beats the grayscale baseline, export round trip, bad inputs."""
+"""Colourization: Lab maths, shapes, learning beats the grayscale baseline, its endpoints keep the input's
+size and lightness, the bench's bare model, the folder reader."""
 
 import base64
 import io
@@ -10,8 +11,10 @@ import tensorflow as tf
 from PIL import Image
 
 from apps.colorize import Config, Pipeline, color
+from apps.colorize.bench import BENCH
 from apps.colorize.model import build_model
-from core.testing import assert_export_roundtrip, shared_dataset, signature_names
+from core.bench import check_bars
+from core.testing import shared_dataset, signature_names
 
 
 @pytest.fixture(scope="module")
@@ -114,9 +117,9 @@ def _decode_answer(answer):
     return Image.open(io.BytesIO(base64.b64decode(answer["png_base64"])))
 
 
-def test_export_roundtrip_keeps_input_size(trained, tmp_path):
+def test_export_keeps_input_size_and_lightness(trained, tmp_path):
     p, _ = trained
-    path = assert_export_roundtrip(p, tmp_path)
+    path = p.export(tmp_path)
     sigs = signature_names(path)
     assert sigs["serving_default"] == {"inputs": ["image_bytes"], "outputs": ["colorized_png_bytes"]}
     assert sigs["colorize_images"] == {"inputs": ["images"], "outputs": ["colorized_images"]}
@@ -145,32 +148,13 @@ def test_export_roundtrip_keeps_input_size(trained, tmp_path):
         assert np.abs(np.asarray(_decode_answer(got), np.float32) - want).max() <= 1.0
 
 
-@pytest.mark.parametrize("bad", [b"", b"not an image at all", b"\x89PNG\r\n\x1a\n truncated"])
-def test_corrupt_image_gives_clear_error(trained, bad):
-    p, _ = trained
-    with pytest.raises(tf.errors.InvalidArgumentError, match="image"):
-        p.predict([bad])
-
-
-def test_non_image_error_names_input(trained):
-    p, _ = trained
-    with pytest.raises(tf.errors.InvalidArgumentError, match="Invalid image_bytes"):
-        p.predict([b"GIF? no, plain text"])
-
-
-def test_from_workdir_gives_same_answers(trained):
-    p, _ = trained
-    p.save()
-    again = Pipeline.from_workdir(p.workdir)
-    raw = p.sample_inputs(2)
-    assert again.predict(raw) == p.predict(raw)
-
-
-def test_bench_bare_model_fn_predicts_ab_colour(trained):
+def test_bench_bare_model_predicts_ab_colour(trained):
     # What the bench times the endpoint against: the model and its annealed mean, ab in Lab's range.
     p, _ = trained
-    ab = p.bare_model_fn()(p.preprocessed_batch(p.sample_inputs(2))).numpy()
-    assert ab.shape[0] == 2 and ab.shape[-1] == 2 and np.abs(ab).max() < 128
+    predict_ab, lightness = BENCH.bare_model(p, p.sample_inputs(2))
+    assert tuple(lightness.shape) == (2, 32, 32, 1)
+    ab = predict_ab(lightness).numpy()
+    assert ab.shape == (2, 16, 16, 2) and np.abs(ab).max() < 128
 
 
 def test_folder_source_on_real_flowers(tmp_path):
@@ -186,10 +170,9 @@ def test_folder_source_on_real_flowers(tmp_path):
 
 @pytest.mark.slow
 def test_flowers_quality_beats_grayscale(tmp_path):
-    """The issue's quality bar, on a held-out split of real photos: make test-slow."""
+    """The bench's quality bars, on a held-out split of real photos: make test-slow."""
     shared_dataset("flowers_128")
-    p = Pipeline(Config.preset("bench"), workdir=tmp_path)
+    p = Pipeline(BENCH.config(Config), workdir=tmp_path)
     p.fit()
-    metrics = p.evaluate()
-    assert metrics["psnr"] > metrics["gray_psnr"], metrics
-    assert metrics["colorfulness_fraction"] >= 0.5, metrics
+    bars = check_bars(BENCH.bars, p.evaluate())
+    assert all(bar["met"] for bar in bars), bars

@@ -1,4 +1,5 @@
-"""Image classification: shapes, learning, metric, export round trip, bad inputs, folder source, resume."""
+"""Image classification: shapes, learning, metric, its endpoints and TPU alias, the fine-tuning phase,
+the folder reader, deterministic splits, resume."""
 
 import io
 import json
@@ -10,7 +11,8 @@ import tensorflow as tf
 from PIL import Image
 
 from apps.image_classification import Config, Pipeline
-from core.testing import assert_export_roundtrip, shared_dataset, signature_names
+from apps.image_classification.bench import BENCH
+from core.testing import shared_dataset, signature_names
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +33,7 @@ def test_smoke_fit_learns(trained):
     p, result = trained
     loss = result["history"]["loss"]
     assert loss[-1] < loss[0]
+    assert "phases" not in result  # no backbone: one phase
     metrics = p.evaluate()
     # Ten balanced classes: chance is ~0.1; smoke training must be far above it.
     assert metrics["accuracy"] > 0.5, metrics
@@ -39,18 +42,19 @@ def test_smoke_fit_learns(trained):
     assert json.loads((p.workdir / "metrics.json").read_text())["test"]["accuracy"] == metrics["accuracy"]
 
 
-def test_export_roundtrip_and_signatures(trained, tmp_path):
+def test_signatures_tpu_alias_and_any_image_size(trained, tmp_path):
     p, _ = trained
-    path = assert_export_roundtrip(p, tmp_path)
+    path = p.export(tmp_path)
     sigs = signature_names(path)
     assert sigs["serving_default"] == {"inputs": ["image_bytes"], "outputs": ["classes", "scores"]}
     assert sigs["predict_images"]["inputs"] == ["images"]
-    assert (path / "assets.extra" / "metrics.json").exists()
-    # The jit-compiled TPU alias is saved beside (not among) the serving signatures.
+    # The jit-compiled TPU alias is saved beside (not among) the serving signatures; it answers like
+    # the bare model the bench times the endpoint against.
     loaded = tf.saved_model.load(str(path))
     assert "classify_tpu" not in loaded.signatures
-    images = np.zeros((2, 16, 16, 3), np.float32)
-    np.testing.assert_allclose(loaded.classify_tpu(images)["probabilities"], p.model(images), atol=1e-4)
+    bare, images = BENCH.bare_model(p, p.sample_inputs(2))
+    assert tuple(images.shape) == (2, 16, 16, 3)
+    np.testing.assert_allclose(loaded.classify_tpu(images)["probabilities"], bare(images), atol=1e-4)
     # A JPEG of another size is resized in the graph and answered like any other image.
     buf = io.BytesIO()
     Image.fromarray(np.full((40, 25, 3), 200, np.uint8)).save(buf, format="JPEG")
@@ -58,17 +62,23 @@ def test_export_roundtrip_and_signatures(trained, tmp_path):
     assert len(answer["classes"]) == 3 and answer["scores"] == sorted(answer["scores"], reverse=True)
 
 
-@pytest.mark.parametrize("bad", [b"", b"not an image at all", b"\x89PNG\r\n\x1a\n truncated"])
-def test_bad_image_bytes_give_clear_error(trained, bad):
-    p, _ = trained
-    with pytest.raises(tf.errors.InvalidArgumentError, match="image"):
-        p.predict([bad])
-
-
-def test_non_image_error_names_input(trained):
-    p, _ = trained
-    with pytest.raises(tf.errors.InvalidArgumentError, match="Invalid image_bytes"):
-        p.predict([b"GARBAGE"])
+def test_fine_tune_phase_unfreezes_the_backbone_top_at_a_tenth_of_the_rate():
+    config = Config.preset("smoke", backbone="mobilenet_v2", image_size=32, fine_tune_epochs=2,
+                           fine_tune_layers=10)
+    p = Pipeline(config)
+    assert [phase.name for phase in Pipeline(config.replace(fine_tune_epochs=0)).phases()] == ["train"]
+    train, fine_tune = p.phases()
+    assert (train.name, fine_tune.name, fine_tune.epochs) == ("train", "fine_tune", 2)
+    model = p.build_model()
+    backbone = model.get_layer("backbone")
+    assert not backbone.trainable_weights  # the first phase trains the head alone
+    # A resumed run skips the finished first phase: the fine-tuning phase sets trainability itself.
+    fine_tune.prepare(model)
+    trainable = [layer for layer in backbone.layers if layer.trainable_weights]
+    assert trainable and all(layer in backbone.layers[-10:] for layer in trainable)
+    assert not [layer for layer in trainable if isinstance(layer, keras.layers.BatchNormalization)]
+    rate = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+    assert rate == pytest.approx(config.learning_rate * 0.1)
 
 
 def test_resume_continues_from_backup(tmp_path):
@@ -88,14 +98,6 @@ def test_resume_continues_from_backup(tmp_path):
     assert resumed["first_epoch"] == 2 and resumed["epochs_run"] == 2
 
 
-def test_from_workdir_gives_same_answers(trained):
-    p, _ = trained
-    p.save()
-    again = Pipeline.from_workdir(p.workdir)
-    raw = p.sample_inputs(2)
-    assert again.predict(raw) == p.predict(raw)
-
-
 def test_folder_source_on_real_flowers(tmp_path):
     root = shared_dataset("flowers_128")
     p = Pipeline(Config.preset("smoke", data=str(root), epochs=1), workdir=tmp_path)
@@ -111,6 +113,14 @@ def test_splits_are_deterministic():
     a = [int(y) for _, y in Pipeline(Config.preset("smoke")).datasets().test]
     b = [int(y) for _, y in Pipeline(Config.preset("smoke")).datasets().test]
     assert a == b and len(a) > 100
+
+
+def test_bench_reads_flowers_under_catalogue_data(tmp_path, monkeypatch):
+    monkeypatch.setenv("CATALOGUE_DATA", str(tmp_path))
+    config = BENCH.config(Config)
+    assert config.data == str(tmp_path / "flowers_128") and config.image_size == 64 and config.flip
+    with pytest.raises(FileNotFoundError, match="tf_flowers"):
+        BENCH.require_data("image_classification")
 
 
 @pytest.mark.slow

@@ -43,9 +43,12 @@ def test_model_flops_counts_functional_and_subclassed_dict_models():
 
 
 def test_bench_one_app_end_to_end(tmp_path, monkeypatch):
-    from apps.image_classification import Config, Pipeline
+    from apps.image_classification import Config
+    from apps.image_classification.bench import BENCH
 
-    monkeypatch.setattr(Pipeline, "bench_config", classmethod(lambda cls, quick=False: Config.preset("smoke")))
+    # The app's bench on its embedded smoke data: the real flowers need not be here.
+    spec = bench.BenchSpec(overrides=Config.PRESETS["smoke"], bars=BENCH.bars, bare_model=BENCH.bare_model)
+    monkeypatch.setattr(bench, "spec_for", lambda name: spec)
     results = bench.run_bench(["image_classification"], quick=True, out_dir=str(tmp_path))
     r = results["image_classification"]
     assert r["metrics"]["accuracy"] > r["metrics"]["chance"]

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from apps import APPS
+from core import registry
 
 SCRIPT = Path(__file__).with_name("distributed_run.py")
 # One app per family; families whose app has not landed yet are left out. Each case trains twice (~75 s
 # on 2 cores), so `make test` runs the image family and `make test-slow` the sequence ones.
 FAMILIES = [pytest.param(a, marks=[pytest.mark.slow] if a != "image_classification" else [])
-            for a in ("image_classification", "text_generation", "speech_commands") if a in APPS]
+            for a in ("image_classification", "text_generation", "speech_commands") if a in registry.apps()]
 
 
 def run(app, mode, tmp_path, env=None, export_dir=None, tag=""):
