@@ -135,8 +135,8 @@ class BaseConfig:
 
     @classmethod
     def from_json(cls, path_or_text: str | Path) -> BaseConfig:
-        path = Path(str(path_or_text))
-        text = path.read_text() if path.suffix == ".json" or path.exists() else str(path_or_text)
+        raw = str(path_or_text)
+        text = raw if raw.lstrip().startswith("{") else Path(raw).read_text()
         values = json.loads(text)
         # Configs written by an older version may carry keys that no longer exist: ignore them.
         known = {k: v for k, v in values.items() if k in cls.field_names()}

@@ -15,17 +15,17 @@ class Config(BaseConfig):
     stages: int = 3  # residual stages; the feature map is image_size / 2**stages on a side
     encoder_layers: int = 1  # Transformer encoder blocks over the image feature tokens
     dim: int = 96  # width of the image tokens and of the decoder
-    num_heads: int = 4
-    ff_dim: int = 192
-    decoder_layers: int = 2
-    dropout: float = 0.1
+    num_heads: int = 4  # attention heads in every Transformer block
+    ff_dim: int = 192  # hidden width of the Transformer blocks' feed-forward layers
+    decoder_layers: int = 2  # Transformer decoder blocks (causal self-attention + cross-attention)
+    dropout: float = 0.1  # in the Transformer blocks and after the word embedding
     max_length: int = 24  # most decoder positions; the training captions may need fewer
     vocabulary_size: int = 8000  # most frequent training words kept (rarer ones become [UNK])
     beam_width: int = 3  # serving_beam's number of hypotheses
     num_scenes: int = 8000  # embedded data: generated scenes (train + val + test)
-    val_fraction: float = 0.1
-    test_fraction: float = 0.1
-    backbone: str = ""  # "" for the compact CNN, or a keras.applications name (mobilenet_v2, ...)
+    val_fraction: float = 0.1  # share of the images held out for validation
+    test_fraction: float = 0.1  # share of the images held out for testing
+    backbone: str = ""  # "" for the compact CNN, or a keras.applications name (core.backbones: mobilenet_v2, ...)
     weights: str = ""  # backbone weights: "", "imagenet" (needs network) or a local .h5/.keras file
     report_images: int = 8  # test images drawn with their captions in workdir/captions.png
 

@@ -13,14 +13,8 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from core.backbones import backbone_features
 from core.layers import ConvBlock, PositionalEmbedding, ResidualBlock, TransformerDecoderBlock, TransformerEncoderBlock
-
-# keras.applications networks usable as the encoder, with their own input preprocessing.
-BACKBONES = {
-    "mobilenet_v2": ("MobileNetV2", "mobilenet_v2"),
-    "efficientnet_b0": ("EfficientNetB0", "efficientnet"),
-    "resnet50": ("ResNet50", "resnet50"),
-}
 
 
 @keras.saving.register_keras_serializable(package="captioning")
@@ -40,26 +34,10 @@ class GridPositions(layers.Layer):
         return x + keras.ops.cast(self.table, x.dtype)[None]
 
 
-def _backbone(config, images):
-    if config.backbone not in BACKBONES:
-        raise ValueError(f"Unknown backbone. Received: backbone={config.backbone!r}; "
-                         f"valid: {sorted(BACKBONES)}")
-    class_name, module_name = BACKBONES[config.backbone]
-    weights = config.weights or None
-    local_file = weights not in (None, "imagenet")
-    net = getattr(keras.applications, class_name)(
-        include_top=False, weights=None if local_file else weights,
-        input_shape=(config.image_size, config.image_size, 3))
-    if local_file:
-        net.load_weights(weights)
-    net.trainable = False  # pretrained features are kept; the projection and the decoder learn
-    return net(getattr(keras.applications, module_name).preprocess_input(images), training=False)
-
-
 def build_encoder(config) -> keras.Model:
     images = keras.Input((config.image_size, config.image_size, 3), name="images")
-    if config.backbone:
-        x = _backbone(config, images)
+    if config.backbone:  # frozen: the projection and the decoder learn
+        x = backbone_features(config.backbone, images, config.image_size, config.weights)
     else:
         x = layers.Rescaling(1.0 / 255)(images)
         x = ConvBlock(config.width, strides=2)(x)

@@ -15,7 +15,7 @@ import tensorflow as tf
 from apps.captioning import data, serving
 from apps.captioning import model as model_lib
 from apps.captioning.config import Config
-from core.data import batched, decode_resize_images, read_bytes
+from core.data import batched, read_bytes
 from core.pipeline import Pipeline as BasePipeline
 from core.plots import captioned_images_png
 
@@ -56,8 +56,6 @@ class Pipeline(BasePipeline):
 
     name = "captioning"
     config_class = Config
-    quality_bars = (("bleu4", ">=", 0.5), ("bleu4", ">", "baseline_bleu4"))
-
     def __init__(self, config: Config | None = None, workdir=None):
         super().__init__(config, workdir)
         self._vectorizer = None
@@ -182,15 +180,6 @@ class Pipeline(BasePipeline):
     def encode_request(self, raw_inputs: Sequence[Any]):
         return {"image_bytes": tf.constant([read_bytes(x) for x in raw_inputs], tf.string)}
 
-    def preprocessed_batch(self, raw_inputs: Sequence[Any]):
-        return decode_resize_images(self.encode_request(raw_inputs)["image_bytes"], (self.config.image_size,) * 2)
-
-    def bare_model_fn(self):
-        # serving_default's neural work is the whole greedy loop (the encoder once, the decoder once
-        # per word); the endpoint adds decoding the image bytes and joining the words into a string.
-        decoder = self.caption_decoder()
-        return lambda images: decoder.greedy(images)[0]
-
     def decode_response(self, outputs: Mapping[str, np.ndarray]):
         return [c.decode("utf-8") for c in outputs["caption"]]
 
@@ -205,14 +194,15 @@ class Pipeline(BasePipeline):
         request = {**self.encode_request(list(raw_inputs)), "caption": tf.constant(list(captions))}
         return [float(s) for s in self.endpoints["serving_score"](**request)["log_probability"].numpy()]
 
-    def _test_examples(self, n: int):
+    def test_examples(self, n: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The first `n` test (uint8 image, padded reference captions) pairs."""
         return list(self.datasets().test.take(n).as_numpy_iterator())
 
     def sample_inputs(self, n: int = 4):
-        return [tf.io.encode_png(image).numpy() for image, _ in self._test_examples(n)]
+        return [tf.io.encode_png(image).numpy() for image, _ in self.test_examples(n)]
 
     def example_requests(self):
         request = self.encode_request(self.sample_inputs(4))
-        first_references = [captions[0].decode("utf-8") for _, captions in self._test_examples(4)]
+        first_references = [captions[0].decode("utf-8") for _, captions in self.test_examples(4)]
         return {"serving_default": request, "serving_beam": request,
                 "serving_score": {**request, "caption": tf.constant(first_references)}}

@@ -10,58 +10,8 @@ import keras
 import tensorflow as tf
 from keras import layers
 
+from apps.speech_commands.audio import LogMelSpectrogram
 from core.layers import ConvBlock, ResidualBlock
-
-
-@keras.saving.register_keras_serializable(package="speech_commands")
-class LogMelSpectrogram(layers.Layer):
-    """Waveforms [N, T] -> log mel-filterbank energies [N, frames, n_mels] (tf.signal, stock ops).
-
-    Args:
-        sample_rate: rate of the input waveforms in Hz.
-        frame_length: STFT window in samples.
-        frame_step: hop between frames in samples.
-        n_mels: mel bands.
-        fmin: lowest band edge in Hz.
-        fmax: highest band edge in Hz (0: the Nyquist frequency).
-
-    Example:
-        >>> LogMelSpectrogram(16000, 400, 160, 40)(keras.ops.zeros((2, 16000))).shape  # (2, 98, 40)
-    """
-
-    def __init__(self, sample_rate, frame_length, frame_step, n_mels, fmin=20.0, fmax=0.0, **kwargs):
-        super().__init__(**kwargs)
-        if frame_length <= 0 or frame_step <= 0:
-            raise ValueError(f"frame_length and frame_step must be positive. Received: "
-                             f"frame_length={frame_length}, frame_step={frame_step}")
-        self.sample_rate = sample_rate
-        self.frame_length = frame_length
-        self.frame_step = frame_step
-        self.n_mels = n_mels
-        self.fmin = fmin
-        self.fmax = fmax
-        self.fft_length = 1 << (frame_length - 1).bit_length()
-        self.mel_matrix = tf.signal.linear_to_mel_weight_matrix(
-            n_mels, self.fft_length // 2 + 1, sample_rate, fmin, fmax or sample_rate / 2.0)
-
-    def call(self, waveforms):
-        waveforms = tf.cast(waveforms, tf.float32)  # the FFT stays in float32 under mixed precision
-        stft = tf.signal.stft(waveforms, self.frame_length, self.frame_step, self.fft_length,
-                              window_fn=tf.signal.hann_window)
-        power = tf.square(tf.abs(stft))
-        mel = tf.tensordot(power, self.mel_matrix, axes=1)
-        # The floor (-60 dB below a full-scale sine's band energy) keeps digital silence finite.
-        return tf.math.log(mel + 1e-6)
-
-    def compute_output_shape(self, input_shape):
-        frames = None
-        if input_shape[-1] is not None:
-            frames = 1 + (input_shape[-1] - self.frame_length) // self.frame_step
-        return (input_shape[0], frames, self.n_mels)
-
-    def get_config(self):
-        return {**super().get_config(), "sample_rate": self.sample_rate, "frame_length": self.frame_length,
-                "frame_step": self.frame_step, "n_mels": self.n_mels, "fmin": self.fmin, "fmax": self.fmax}
 
 
 @keras.saving.register_keras_serializable(package="speech_commands")
@@ -132,10 +82,10 @@ def build_model(config, num_classes: int) -> keras.Model:
     x = ConvBlock(config.width, 3, strides=2)(x)
     for stage in range(config.depth):
         width = config.width * 2 ** stage
-        x = ResidualBlock(width, strides=1 if stage == 0 else 2, separable=config.separable)(x)
+        x = ResidualBlock(width, strides=1 if stage == 0 else 2)(x)
     # Frequency stays a feature axis: which band a formant sits in is what tells words apart, and a
-    # global average over frequency throws that away (it trained several times slower here). Time
-    # is max-pooled, so the keyword may sit anywhere in the clip.
+    # global average over frequency throws that away. Time is max-pooled, so the keyword may sit
+    # anywhere in the clip.
     x = layers.Reshape((-1, x.shape[2] * x.shape[3]))(x)
     x = layers.Dense(config.embed, activation="swish", name="frame_features")(x)
     x = layers.GlobalMaxPooling1D()(x)

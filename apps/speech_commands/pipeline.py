@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from apps.speech_commands import data, serving
+from apps.speech_commands import audio, data, serving
 from apps.speech_commands import model as model_lib
 from apps.speech_commands.config import Config
 from core.data import read_bytes
@@ -29,7 +29,6 @@ class Pipeline(BasePipeline):
 
     name = "speech_commands"
     config_class = Config
-    quality_bars = (("accuracy", ">=", 0.98),)
     monitor = "val_accuracy"
     monitor_mode = "max"
 
@@ -123,23 +122,9 @@ class Pipeline(BasePipeline):
 
     def sample_inputs(self, n: int = 4):
         waves = [x.numpy() for x, _ in self.datasets().test.take(n)]
-        return [data.encode_wav(w, self.config.sample_rate) for w in waves]
-
-    def report_examples(self, n: int = 5) -> list[dict]:
-        """Test clips with their true and predicted keywords, for the demo report."""
-        names = self.state["class_names"]
-        pairs = [(x.numpy(), names[int(y)]) for x, y in self.datasets().test.take(n)]
-        answers = self.predict([data.encode_wav(x, self.config.sample_rate) for x, _ in pairs])
-        return [{"test clip": f"#{i} ({np.sqrt(np.mean(np.square(x))):.3f} RMS)", "true": truth,
-                 "predicted": a["label"], "top scores": ", ".join(f"{k} {v}" for k, v in a["scores"].items())}
-                for i, ((x, truth), a) in enumerate(zip(pairs, answers))]
-
-    def preprocessed_batch(self, raw_inputs):
-        request = self.encode_request(raw_inputs)["audio_wav_bytes"]
-        cfg = self.config
-        return tf.stack([data.load_clip(b, cfg.sample_rate, cfg.clip_seconds, cfg.max_seconds) for b in request])
+        return [audio.encode_wav(w, self.config.sample_rate) for w in waves]
 
     def example_requests(self):
         raw = self.sample_inputs(4)
         return {"serving_default": self.encode_request(raw),
-                "predict_waveform": {"waveform": self.preprocessed_batch(raw)}}
+                "predict_waveform": {"waveform": audio.clips(raw, self.config)}}

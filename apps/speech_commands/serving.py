@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from apps.speech_commands.data import fix_length, load_clip
+from apps.speech_commands.audio import fix_length, load_clip
 from core.export import run_model
 
 

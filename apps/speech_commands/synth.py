@@ -3,6 +3,7 @@
 eSpeak NG is driven through ctypes with its C API (speak_lib.h): synchronous synthesis, PCM handed
 to a callback, voice = "<accent>+<variant>" (e.g. "en-gb-scotland+f3"), speed and pitch set per
 utterance. The library keeps one global synthesizer per process, so every call goes through a lock.
+`synthesize` renders a whole vocabulary into train/val/test clips and caches them on disk.
 
     >>> clips = render_words(["yes", "no"], renders_per_word=4, seed=0)
     >>> clips[0].audio.dtype, clips[0].sample_rate   # (dtype('int16'), 22050)
@@ -12,7 +13,11 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
+import hashlib
+import math
+import os
 import threading
+from pathlib import Path
 
 import numpy as np
 
@@ -30,6 +35,9 @@ _AUDIO_OUTPUT_SYNCHRONOUS = 2
 _ESPEAK_RATE, _ESPEAK_PITCH, _ESPEAK_RANGE = 1, 3, 4
 _ESPEAK_CHARS_UTF8 = 1
 _POS_CHARACTER = 1
+
+# Part of the cache key: change it when the rendering changes.
+CACHE_VERSION = "espeak-v3"
 
 _LOCK = threading.Lock()
 _ENGINE: _Engine | None = None
@@ -162,3 +170,61 @@ def render_words(words, renders_per_word: int, seed=0, variants=VARIANTS) -> lis
         raise ValueError(f"renders_per_word must be positive. Received: renders_per_word={renders_per_word}")
     rng = np.random.default_rng(seed)
     return [speak(word, random_voice(rng, variants)) for word in words for _ in range(renders_per_word)]
+
+
+def split_counts(renders_per_word: int) -> list[int]:
+    """Renders of each word in the train, val and test splits."""
+    val = max(2, round(renders_per_word * 0.1))
+    test = max(2, round(renders_per_word * 0.1))
+    return [max(2, renders_per_word - val - test), val, test]
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(root) / "dl_catalogue" / "speech_commands"
+
+
+def synthesize(keywords: tuple[str, ...], unknown_words: tuple[str, ...], renders_per_word: int,
+               sample_rate: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """eSpeak renders of every keyword and unknown word, resampled to `sample_rate`, cached on disk.
+
+    Each keyword gets `split_counts(renders_per_word)` renders per split; the unknown words share as
+    many, cycling through them. Returns arrays: audio (int16, all clips end to end), offsets [n + 1],
+    words [n], splits [n] (0 train, 1 val, 2 test: val and test clips use voice variants that
+    training never hears).
+    """
+    key = hashlib.sha1(repr((CACHE_VERSION, renders_per_word, sample_rate, seed, keywords, unknown_words,
+                             ACCENTS, VARIANTS)).encode()).hexdigest()[:12]
+    path = cache_dir() / f"espeak-{renders_per_word}-{sample_rate}-{key}.npz"
+    if path.exists():
+        with np.load(path) as cached:
+            return {k: cached[k] for k in cached.files}
+    from scipy.signal import resample_poly
+
+    variants = {0: [], 1: [], 2: []}
+    for i, v in enumerate(VARIANTS):  # every tenth variant for val, another tenth for test
+        variants[1 if i % 10 == 4 else 2 if i % 10 == 9 else 0].append(v)
+    chunks, words, splits = [], [], []
+    for split, count in enumerate(split_counts(renders_per_word)):
+        unknown = [unknown_words[(split * 7 + k) % len(unknown_words)] for k in range(count)]
+        plan = [(w, count) for w in keywords] + [(w, unknown.count(w)) for w in unknown_words if w in unknown]
+        for k, (word, n) in enumerate(plan):
+            for clip in render_words([word], n, seed=(seed, split, k), variants=variants[split]):
+                audio = clip.audio.astype(np.float32)
+                rate = clip.sample_rate
+                if len(words) % 4 == 3:
+                    # Every fourth clip passes through 8 kHz, as telephone-band recordings (FSDD) have.
+                    audio, rate = resample_poly(audio, 320, 882), 8000
+                g = math.gcd(sample_rate, rate)
+                audio = resample_poly(audio, sample_rate // g, rate // g)
+                chunks.append(np.clip(np.round(audio), -32768, 32767).astype(np.int16))
+                words.append(word)
+                splits.append(split)
+    lengths = np.array([len(c) for c in chunks])
+    arrays = {"audio": np.concatenate(chunks), "offsets": np.concatenate([[0], np.cumsum(lengths)]),
+              "words": np.array(words), "splits": np.array(splits, np.int8)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}.npz")
+    np.savez_compressed(tmp, **arrays)
+    os.replace(tmp, path)
+    return arrays
