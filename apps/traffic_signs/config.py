@@ -6,7 +6,6 @@ import dataclasses
 from typing import Any, ClassVar
 
 from core.config import BaseConfig
-from core.data import SHARED_DATASETS
 
 
 @dataclasses.dataclass
@@ -16,62 +15,48 @@ class Config(BaseConfig):
     image_size: int = 192  # square scene side the detector trains on (a multiple of 16)
     serve_size: int = 0  # side the exported endpoint resizes photos to; 0 = image_size
     crop_size: int = 48  # side of the sign crops the classification head sees (a multiple of 16)
-    train_scenes: int = 3000
-    val_scenes: int = 200
-    test_scenes: int = 300
+    train_scenes: int = 3000  # scenes drawn for training
+    val_scenes: int = 200  # scenes drawn for validation
+    test_scenes: int = 300  # scenes drawn for the test metrics
     crops_per_class: int = 60  # embedded data: drawn training crops per class
-    max_signs: int = 5  # per scene (and the padded number of ground-truth boxes)
-    min_sign: int = 14  # sign sizes in scene pixels, drawn log-uniformly
-    max_sign: int = 64
-    empty_fraction: float = 0.1  # scenes without any sign
+    max_signs: int = 5  # most signs per scene (and the padded number of ground-truth boxes)
+    min_sign: int = 14  # smallest sign side in scene pixels (sizes are drawn log-uniformly)
+    max_sign: int = 64  # largest sign side in scene pixels
+    empty_fraction: float = 0.1  # fraction of scenes without any sign
     occlusion: float = 0.2  # chance that a pasted sign is partly covered
     backgrounds: str = ""  # "" = sample photos shipped with scikit-image/scikit-learn, or a folder of photos
-    val_fraction: float = 0.1  # real data: fractions of GTSRB tracks / GTSDB scenes
-    test_fraction: float = 0.15
+    val_fraction: float = 0.1  # real data: fraction of GTSRB tracks / GTSDB scenes for validation
+    test_fraction: float = 0.15  # real data: fraction of GTSRB tracks / GTSDB scenes for the test
     drawn_crops_per_class: int = 0  # real GTSRB data: add this many drawn training crops per class
     scene_signs: str = "data"  # GTSRB data: compose scenes from its crops ("data") or from drawn signs ("drawn")
     eval_crops: str = ""  # optional GTSRB folder: also report classification accuracy on these real crops
 
     # Model.
     width: int = 24  # channels of the first stage; deeper stages widen it
-    head_width: int = 48
-    dropout: float = 0.2
-    augment: bool = True
-    # >0: half the classifier's training crops are shrunk to a random fraction of their side between
-    # this and 1, then resized back (GTSRB's far signs are 15-30 px photos upscaled to crop_size).
-    crop_rescale: float = 0.0
-    # >0: the classifier's training crops also get random gamma, colour casts and uneven light
-    # (model.RandomLighting; 1.0 = gamma in [1/2, 2], gains +-15%, a +-60% ramp across the crop).
+    head_width: int = 48  # channels of the top-down path and the heads
+    dropout: float = 0.2  # dropout rate before the classifier's softmax
+    augment: bool = True  # shifts, small rotations and zoom of the classifier's training crops
+    # >0: also random gamma, colour casts and uneven light on the training crops (model.RandomLighting)
     crop_lighting: float = 0.0
-    # >0: the classifier trains on MixUp blends of its crops (this is the Beta distribution's alpha).
-    crop_mixup: float = 0.0
-    # Classifier ensemble: this many crop branches (own backbone, head and augmentation draws), trained
-    # side by side with a loss each, their probabilities averaged. Costs that many times the classifier.
-    crop_members: int = 1
 
     # Loss.
-    size_weight: float = 0.5
-    offset_weight: float = 1.0
-    classify_weight: float = 0.5
-    label_smoothing: float = 0.05
-    crop_batch_size: int = 64
-    # Epochs over the training crops for the classifier alone, before joint training: the classifier
-    # needs many more steps than the joint schedule gives it (one crop batch per scene batch).
+    size_weight: float = 0.5  # weight of the log box size in the regression loss
+    offset_weight: float = 1.0  # weight of the sub-cell centre offset in the regression loss
+    classify_weight: float = 0.5  # weight of the classifier's loss in joint training
+    label_smoothing: float = 0.05  # label smoothing of the classifier's cross-entropy
+    crop_batch_size: int = 64  # classifier crops per step (beside each batch of scenes in joint training)
+    # >0: epochs of the classifier alone on the crops, then frozen for joint training ("classifier" phase)
     classifier_epochs: int = 0
 
     # Decoding and serving.
-    score_threshold: float = 0.3  # default of the endpoint's optional input
-    max_detections: int = 20  # default of the endpoint's optional input
+    score_threshold: float = 0.3  # default of the endpoints' optional score_threshold input
+    max_detections: int = 20  # default of the endpoints' optional max_detections input
     candidates: int = 100  # heatmap peaks considered before NMS
-    nms_iou: float = 0.5
-    # >0: the crop classifier names the strongest class-agnostic peaks (this many per image) instead of
-    # the heatmap's own class channels; 0: the heatmap's classes. Measured on the demo preset (one
-    # trained model): mAP@0.5 0.662 with the heatmap's classes, 0.767 with 10 or 20 refined peaks.
+    nms_iou: float = 0.5  # IoU above which NMS drops the weaker of two boxes of one class
+    # >0: the crop classifier names this many strongest class-agnostic peaks; 0: the heatmap's classes
     refine_candidates: int = 20
-    top_k: int = 3  # classify_crops answers
-    # classify_crops (and crop_accuracy) average the classifier over this many views of each crop: the
-    # crop, then 90% crops of its centre and corners (at most 6). The detector's naming of its peaks
-    # stays at one view (20 peaks x 6 views would cost several times the detector itself).
+    top_k: int = 3  # classes in each classify_crops answer
+    # classify_crops and crop_accuracy average the classifier over this many views of each crop (max 6)
     crop_views: int = 6
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
@@ -85,18 +70,7 @@ class Config(BaseConfig):
                  "val_scenes": 64, "test_scenes": 128, "crops_per_class": 60, "max_signs": 4, "max_sign": 56,
                  "width": 16, "head_width": 32, "epochs": 6, "batch_size": 32, "learning_rate": 4e-3,
                  "time_budget_s": 150},
-        # make bench, both of the issue's bars from one model: the classifier trains on real GTSRB crops
-        # (plus drawn ones) and is scored on held-out tracks; the detector trains on scenes of drawn signs
-        # of all 43 classes and is scored on held-out drawn scenes (mAP, signs named by the classifier).
-        # The classifier first trains alone for 60 epochs (measured: held-out tracks 0.77 after 30 epochs
-        # at width 24, 0.87 after 60 at width 32), then 900 s of joint training. Lighting augmentation:
-        # held-out validation tracks 0.966 -> 0.983 (6 views; apps/traffic_signs/README.md).
-        "bench": {"data": str(SHARED_DATASETS / "gtsrb_subset"), "scene_signs": "drawn", "image_size": 128,
-                  "crop_size": 48, "train_scenes": 2000, "val_scenes": 100, "test_scenes": 300,
-                  "drawn_crops_per_class": 40, "crop_batch_size": 128, "classifier_epochs": 60, "width": 32,
-                  "crop_lighting": 1.0,
-                  "epochs": 15, "batch_size": 32, "learning_rate": 3e-3, "classify_weight": 1.0,
-                  "time_budget_s": 900, "verbose": 2},
+        # All 43 classes at 192 px, 8,000 scenes.
         "full": {"epochs": 40, "batch_size": 32, "train_scenes": 8000, "val_scenes": 400, "test_scenes": 500,
                  "crops_per_class": 150, "width": 32, "head_width": 64, "early_stopping_patience": 8},
     }

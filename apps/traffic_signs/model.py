@@ -9,6 +9,7 @@ Pixels are 0..255 floats.
 Backbone: per-image standardisation, a stride-2 stem and three residual stages (strides 4, 8, 16),
 then a small top-down path (FPN-style) back to stride 4: a 16 px sign covers 4x4 output cells, so
 small signs keep a peak of their own. Anchor-free: one peak per sign, no anchor boxes to tune.
+`centernet_targets` encodes ground-truth boxes into the heads' targets, in the graph per batch.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import math
 
 import keras
+import tensorflow as tf
 from keras import layers, ops
 
 from core.layers import ConvBlock, ResidualBlock
@@ -112,8 +114,6 @@ def build_model(config, num_classes: int) -> keras.Model:
     """The joint training model: {"scenes", "crops"} -> {"heatmap", "regression", "class_probs"}."""
     if num_classes < 2:
         raise ValueError(f"num_classes must be at least 2. Received: num_classes={num_classes}")
-    if config.crop_members < 1:
-        raise ValueError(f"crop_members must be at least 1. Received: crop_members={config.crop_members}")
     for key in ("image_size", "serve_size", "crop_size"):
         value = getattr(config, key) or config.image_size
         if value <= 0 or value % MIN_STRIDE_MULTIPLE:
@@ -132,24 +132,15 @@ def build_model(config, num_classes: int) -> keras.Model:
     reg = ConvBlock(config.head_width, name="regression_conv")(features)
     regression = layers.Conv2D(4, 1, dtype="float32", name="regression")(reg)
 
-    # The classifier: `crop_members` branches, each with its own augmentation draws, backbone and head,
-    # their probabilities averaged (an ensemble; trained with a loss per member, see pipeline.pretrain).
-    # Crops get backbones of their own: shared BatchNorm layers would average the statistics of
-    # whole scenes and of tight sign crops, which fit neither at inference (and, measured on held-out
-    # GTSRB tracks, the shared version learned several times slower).
-    members = []
-    for i in range(config.crop_members):
-        suffix = f"_{i + 1}" if config.crop_members > 1 else ""
-        x = crops
-        if config.augment:
-            x = crop_augmentation(config.seed + i, config.crop_lighting, name=f"crop_augment{suffix}")(x)
-        fine, deep = build_backbone(config.width, config.head_width,
-                                    name=f"crop_backbone{suffix}")(x)
-        pooled = layers.Concatenate()([layers.GlobalAveragePooling2D()(deep), layers.GlobalMaxPooling2D()(fine)])
-        pooled = layers.Dropout(config.dropout)(pooled)
-        members.append(layers.Dense(num_classes, activation="softmax", dtype="float32",
-                                    name=f"class_probs{suffix}")(pooled))
-    class_probs = members[0] if len(members) == 1 else layers.Average(name="class_probs")(members)
+    # Crops get a backbone of their own: shared BatchNorm layers would average the statistics of whole
+    # scenes and of tight sign crops, which fit neither at inference.
+    x = crops
+    if config.augment:
+        x = crop_augmentation(config.seed, config.crop_lighting)(x)
+    fine, deep = build_backbone(config.width, config.head_width, name="crop_backbone")(x)
+    pooled = layers.Concatenate()([layers.GlobalAveragePooling2D()(deep), layers.GlobalMaxPooling2D()(fine)])
+    pooled = layers.Dropout(config.dropout)(pooled)
+    class_probs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="class_probs")(pooled)
     return keras.Model({"scenes": scenes, "crops": crops},
                        {"heatmap": heatmap, "regression": regression, "class_probs": class_probs},
                        name="traffic_signs")
@@ -184,20 +175,60 @@ def classifier(model: keras.Model, views: int = 1) -> keras.Model:
     return keras.Model(crops, probs, name=f"classifier_{len(stacked)}_views")
 
 
-def classifier_members(model: keras.Model) -> keras.Model:
-    """crops -> [each member's class probabilities]: what pre-training fits, one loss per member."""
-    names = [layer.name for layer in model.layers if layer.name.startswith("class_probs_")]
-    outputs = [model.get_layer(name).output for name in names] or [model.output["class_probs"]]
-    return keras.Model(model.input["crops"], outputs, name="classifier_members")
-
-
 def classifier_layers(model: keras.Model) -> list[keras.layers.Layer]:
-    """The layers with the classifier's weights (every member's backbone and head)."""
-    return [layer for layer in model.layers if layer.name.startswith(("crop_backbone", "class_probs"))]
+    """The layers with the classifier's weights (its backbone and head)."""
+    return [model.get_layer("crop_backbone"), model.get_layer("class_probs")]
 
 
 # ----------------------------------------------------------------------------------------------
-# Losses (CenterNet: Zhou et al. 2019, "Objects as Points").
+# Targets and losses (CenterNet: Zhou et al. 2019, "Objects as Points"); targets are built in the
+# graph per batch.
+
+def centernet_targets(boxes: tf.Tensor, classes: tf.Tensor, image_size: int, stride: int,
+                      num_classes: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """Ground truth for a batch -> (heatmap [B, G, G, C], regression [B, G, G, 5]).
+
+    The heatmap holds a Gaussian peak of exactly 1 at each object's centre cell, wide in proportion
+    to its size. Regression holds, at centre cells only, the sub-cell centre offset (dy, dx), the
+    log box size in cells (log h, log w), and a mask channel (1 at centres).
+    """
+    grid = image_size // stride
+    boxes = tf.cast(boxes, tf.float32) / stride
+    valid = classes >= 0
+    cy = (boxes[..., 0] + boxes[..., 2]) / 2
+    cx = (boxes[..., 1] + boxes[..., 3]) / 2
+    h = tf.maximum(boxes[..., 2] - boxes[..., 0], 1e-3)
+    w = tf.maximum(boxes[..., 3] - boxes[..., 1], 1e-3)
+    iy = tf.clip_by_value(tf.floor(cy), 0, grid - 1)
+    ix = tf.clip_by_value(tf.floor(cx), 0, grid - 1)
+    # Gaussian width: a sixth of the box side (at least half a cell), so 16 px signs stay sharp peaks.
+    sy = tf.maximum(h / 6.0, 0.5)
+    sx = tf.maximum(w / 6.0, 0.5)
+    cells = tf.range(grid, dtype=tf.float32)
+    gy = tf.exp(-tf.square(cells[None, None, :] - iy[..., None]) / (2 * tf.square(sy[..., None])))
+    gx = tf.exp(-tf.square(cells[None, None, :] - ix[..., None]) / (2 * tf.square(sx[..., None])))
+    gauss = gy[..., :, None] * gx[..., None, :]  # [B, M, G, G]
+    batch = tf.shape(classes)[0]
+    m = tf.shape(classes)[1]
+    # Max (not sum) over the objects of one class in one image: overlapping peaks stay at most 1.
+    # Segment b * C + class; padding objects go to an extra segment that is dropped.
+    segment = tf.where(valid, tf.range(batch)[:, None] * num_classes + classes, batch * num_classes)
+    heat = tf.math.unsorted_segment_max(tf.reshape(gauss, [-1, grid, grid]), tf.reshape(segment, [-1]),
+                                        batch * num_classes + 1)[:-1]
+    heat = tf.maximum(heat, 0.0)  # empty segments come back as the lowest float
+    heat = tf.transpose(tf.reshape(heat, [batch, num_classes, grid, grid]), [0, 2, 3, 1])
+
+    b_idx = tf.tile(tf.range(batch)[:, None], [1, m])
+    idx = tf.stack([b_idx, tf.cast(iy, tf.int32), tf.cast(ix, tf.int32)], -1)
+    values = tf.stack([cy - iy, cx - ix, tf.math.log(h), tf.math.log(w), tf.ones_like(cy)], -1)
+    idx = tf.boolean_mask(idx, valid)
+    values = tf.boolean_mask(values, valid)
+    regression = tf.scatter_nd(idx, values, tf.stack([batch, grid, grid, 5]))
+    # Two objects in one cell: scatter_nd adds; keep the mask binary and the values of a mean.
+    count = tf.maximum(regression[..., 4:5], 1.0)
+    regression = tf.concat([regression[..., :4] / count, tf.minimum(regression[..., 4:5], 1.0)], -1)
+    return heat, regression
+
 
 def heatmap_focal_loss(y_true, y_pred):
     """Penalty-reduced focal loss over all cells and classes, normalised by the number of signs."""

@@ -14,11 +14,13 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image, ImageDraw
 
-from apps.traffic_signs import data, serving
+from apps.traffic_signs import data, readers, serving
 from apps.traffic_signs import metrics as metrics_lib
 from apps.traffic_signs import model as model_lib
 from apps.traffic_signs.config import Config
-from core.data import decode_resize_images, read_bytes
+from apps.traffic_signs.scenes import CropSet, SceneSet
+from core.data import read_bytes
+from core.pipeline import Phase
 from core.pipeline import Pipeline as BasePipeline
 from core.plots import confusion_matrix_png
 from core.schedules import BudgetedCosine
@@ -39,7 +41,6 @@ class Pipeline(BasePipeline):
 
     name = "traffic_signs"
     config_class = Config
-    quality_bars = (("crop_accuracy", ">=", 0.95), ("map_50", ">=", 0.7), ("map_50", ">", "baseline_map_50"))
     monitor = "val_loss"
     monitor_mode = "min"
 
@@ -66,13 +67,13 @@ class Pipeline(BasePipeline):
             loss_weights={"heatmap": 1.0, "regression": 1.0, "class_probs": cfg.classify_weight},
             metrics={"class_probs": ["accuracy"]}, jit_compile=cfg.jit_compile)
 
-    def _batches(self, scenes: data.SceneSet, crops: data.CropSet, *, train: bool) -> tf.data.Dataset:
+    def _batches(self, scenes: SceneSet, crops: CropSet, *, train: bool) -> tf.data.Dataset:
         cfg = self.config
         n = self.num_classes
         size = cfg.image_size
 
         def targets(images, boxes, classes):
-            heat, reg = data.centernet_targets(boxes, classes, size, model_lib.STRIDE, n)
+            heat, reg = model_lib.centernet_targets(boxes, classes, size, model_lib.STRIDE, n)
             return tf.cast(images, tf.float32), heat, reg
 
         scene_ds = scenes.dataset()
@@ -89,83 +90,50 @@ class Pipeline(BasePipeline):
 
         return tf.data.Dataset.zip((scene_ds, crop_ds)).map(join).prefetch(tf.data.AUTOTUNE)
 
-    @classmethod
-    def bench_config(cls, quick: bool = False):
-        config = super().bench_config(quick)
-        # The classifier's pre-training is counted in epochs, not in the time budget: cap it too, and
-        # draw fewer scenes (drawing 2,400 scenes alone takes a minute).
-        if quick:
-            config = config.replace(classifier_epochs=min(config.classifier_epochs, 5), train_scenes=600,
-                                    val_scenes=50, test_scenes=100)
-        return config
-
-    def _crop_batches(self, crops: data.CropSet, *, train: bool, repeat: bool = False) -> tf.data.Dataset:
+    def _crop_batches(self, crops: CropSet, *, train: bool, repeat: bool = False) -> tf.data.Dataset:
         """(float32 crops, one-hot labels) batches: the classifier's data, alone or beside the scenes."""
         n = self.num_classes
         ds = crops.dataset().repeat() if repeat else crops.dataset()
         if train:
             ds = ds.shuffle(min(len(crops), 8192), seed=self.config.seed, reshuffle_each_iteration=True)
-            if self.config.crop_rescale > 0:
-                ds = ds.map(self._rescale_crop, num_parallel_calls=tf.data.AUTOTUNE)
-        ds = ds.batch(self.config.crop_batch_size * self.replicas).map(
+        return ds.batch(self.config.crop_batch_size * self.replicas).map(
             lambda x, y: (tf.cast(x, tf.float32), tf.one_hot(y, n)))
-        if train and self.config.crop_mixup > 0:
-            mix = keras.layers.MixUp(self.config.crop_mixup, seed=self.config.seed)
 
-            def blend(x, y):
-                mixed = mix({"images": x, "labels": y})
-                return mixed["images"], mixed["labels"]
+    # -- training -------------------------------------------------------------------------------
+    def phases(self):
+        """The classifier alone for `classifier_epochs` (it needs many more steps than the joint schedule
+        gives it, one crop batch per scene batch), then the joint model with the classifier frozen."""
+        if self.config.classifier_epochs <= 0 or not len(self.datasets().crops["train"]):
+            return [Phase()]
+        return [Phase("classifier", run=self._train_classifier, budgeted=False),
+                Phase("train", prepare=self._freeze_classifier)]
 
-            ds = ds.map(blend)
-        return ds
-
-    def _rescale_crop(self, crop, label):
-        """Half the time: the crop at a lower resolution (a random fraction of its side), resized back."""
-        lowest = self.config.crop_rescale
-        scale = tf.where(tf.random.uniform([]) < 0.5, tf.random.uniform([], lowest, 1.0), 1.0)
-        side = tf.shape(crop)[:2]
-        small = tf.maximum(tf.cast(tf.round(tf.cast(side, tf.float32) * scale), tf.int32), 4)
-        blurred = tf.image.resize(tf.image.resize(tf.cast(crop, tf.float32), small, antialias=True), side)
-        return tf.cast(tf.clip_by_value(tf.round(blurred), 0, 255), crop.dtype), label
-
-    def pretrain(self, model, splits):
-        """The crop classifier alone for `classifier_epochs` (shares the joint model's weights)."""
+    def _train_classifier(self, model, splits, workdir):
+        """The crop classifier alone (it shares the joint model's weights), on a step-counted cosine."""
         cfg = self.config
-        if cfg.classifier_epochs <= 0 or not len(splits.crops["train"]):
-            return None
-        # Each ensemble member gets a loss of its own (trained on the average, members would co-adapt).
-        classify = model_lib.classifier_members(model)
-        members = len(classify.outputs)
+        classify = model_lib.classifier(model)
         steps = cfg.classifier_epochs * -(-len(splits.crops["train"]) // (cfg.crop_batch_size * self.replicas))
-        # BudgetedCosine (never fed a clock here: step-counted) selects warmup or cosine with tf.where;
-        # Keras' CosineDecay builds a tf.cond, which AdamW's weight decay traces once per variable
-        # (measured here: the ensemble test's pre-training 48 -> 42 s, the smoke fixture 140 -> 122 s).
+        # BudgetedCosine picks warmup or cosine with tf.where; CosineDecay's tf.cond would be traced once
+        # per variable by AdamW's weight decay.
         schedule = BudgetedCosine(self.learning_rate, steps, warmup_steps=max(1, steps // 20))
         classify.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=1e-4),
-                         loss=[keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing)] * members,
-                         metrics=[["accuracy"]] * members)
-
-        def batches(crops, train):
-            return self._crop_batches(crops, train=train).map(lambda x, y: (x, (y,) * members))
-
-        val = batches(splits.crops["val"], train=False) if len(splits.crops["val"]) else None
+                         loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
+                         metrics=["accuracy"])
+        val = self._crop_batches(splits.crops["val"], train=False) if len(splits.crops["val"]) else None
         start = time.monotonic()
-        history = classify.fit(batches(splits.crops["train"], train=True).prefetch(tf.data.AUTOTUNE),
-                               validation_data=val,
-                               epochs=cfg.classifier_epochs, verbose=cfg.verbose)
-        # The joint phase then trains the detector only: at its constant learning rate the classifier's
-        # held-out accuracy swung between 0.87 and 0.95 from epoch to epoch (measured on the bench preset),
-        # and its best epoch is chosen by a loss the detector dominates.
+        history = classify.fit(self._crop_batches(splits.crops["train"], train=True).prefetch(tf.data.AUTOTUNE),
+                               validation_data=val, epochs=cfg.classifier_epochs, verbose=cfg.verbose)
+        result = {"classifier_epochs": cfg.classifier_epochs, "seconds": time.monotonic() - start,
+                  **{k: float(v[-1]) for k, v in history.history.items()}}
+        print(f"[{self.name}] classifier phase: {json.dumps(result)}", flush=True)
+        return result
+
+    def _freeze_classifier(self, model):
+        """Joint training fits the detector only: at its learning rate the classifier's held-out accuracy
+        swings from epoch to epoch, and its best epoch would be chosen by a loss the detector dominates."""
         for layer in model_lib.classifier_layers(model):
             layer.trainable = False
         self.compile_model(model)
-        result = {"classifier_epochs": cfg.classifier_epochs, "seconds": time.monotonic() - start,
-                  **{k: float(v[-1]) for k, v in history.history.items()}}
-        if members > 1 and val is not None:  # the members' average, as classify_crops answers (one view)
-            predicted = self.classify_arrays(splits.crops["val"].images, model=model, views=1)
-            result["val_ensemble_accuracy"] = float(np.mean(predicted == splits.crops["val"].labels))
-        print(f"[{self.name}] classifier pre-training: {json.dumps(result)}", flush=True)
-        return result
 
     def training_data(self, splits):
         if len(splits.crops["train"]) == 0 or len(splits.scenes["train"]) == 0:
@@ -196,10 +164,9 @@ class Pipeline(BasePipeline):
                             for j in range(int(count))])
         return out
 
-    def classify_arrays(self, crops: np.ndarray, batch_size: int = 256, *, model: keras.Model | None = None,
-                        views: int | None = None) -> np.ndarray:
-        """Crops (uint8 [N, K, K, 3]) -> predicted class indices (default: the trained model, crop_views)."""
-        classify = model_lib.classifier(model or self.require_model(), views=views or self.config.crop_views)
+    def classify_arrays(self, crops: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """Crops (uint8 [N, K, K, 3]) -> predicted class indices, averaged over `crop_views` views."""
+        classify = model_lib.classifier(self.require_model(), views=self.config.crop_views)
         predicted = []
         for start in range(0, len(crops), batch_size):
             batch = tf.image.resize(tf.cast(crops[start:start + batch_size], tf.float32),
@@ -208,7 +175,7 @@ class Pipeline(BasePipeline):
         return np.concatenate(predicted) if predicted else np.zeros([0], np.int64)
 
     @staticmethod
-    def ground_truth(scenes: data.SceneSet):
+    def ground_truth(scenes: SceneSet):
         return [[(tuple(b), int(c)) for b, c in zip(boxes, classes) if c >= 0]
                 for boxes, classes in zip(scenes.boxes, scenes.classes)]
 
@@ -244,12 +211,12 @@ class Pipeline(BasePipeline):
     def real_crop_accuracy(self, root: str) -> dict[str, float]:
         """Classification accuracy on every crop of a GTSRB folder whose class the model knows."""
         index = {c: i for i, c in enumerate(self.state["class_ids"])}
-        records = [r for r in data.read_gtsrb(root) if r.class_id in index]
-        crops = data.gtsrb_crop_set(records, index, self.config.crop_size)
+        records = [r for r in readers.read_gtsrb(root) if r.class_id in index]
+        crops = readers.gtsrb_crop_set(records, index, self.config.crop_size)
         predicted = self.classify_arrays(crops.images)
         return {"real_crop_accuracy": float(np.mean(predicted == crops.labels)), "real_crops": len(records)}
 
-    def draw_detections(self, scenes: data.SceneSet, found, path: Path, count: int = 12, scale: int = 2):
+    def draw_detections(self, scenes: SceneSet, found, path: Path, count: int = 12, scale: int = 2):
         """A sheet of test scenes: predicted boxes with names (green), missed signs (red, dashed)."""
         count = min(count, len(scenes))
         if count == 0:
@@ -286,17 +253,6 @@ class Pipeline(BasePipeline):
             score_threshold=cfg.score_threshold, max_detections=cfg.max_detections,
             candidates=cfg.candidates, iou_threshold=cfg.nms_iou, top_k=cfg.top_k,
             refine_candidates=cfg.refine_candidates, crop_views=cfg.crop_views)
-
-    def preprocessed_batch(self, raw_inputs: Sequence[Any]):
-        """The neural work of one request, for the bench's overhead: the scenes at the served size for
-        the detector, and `refine_candidates` sign crops per scene for the classifier (their pixels do
-        not change the cost). The joint model runs both; decoding, resizing, peak picking, cropping
-        and NMS are the endpoint's overhead."""
-        cfg = self.config
-        size = cfg.serve_size or cfg.image_size
-        scenes = decode_resize_images(tf.constant([read_bytes(x) for x in raw_inputs]), (size, size))
-        crops = tf.zeros([len(raw_inputs) * max(cfg.refine_candidates, 1), cfg.crop_size, cfg.crop_size, 3])
-        return {"scenes": scenes, "crops": crops}
 
     def encode_request(self, raw_inputs: Sequence[Any], score_threshold: float | None = None,
                        max_detections: int | None = None):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from apps.traffic_signs.model import classifier, detector
 from core.data import decode_resize_images
 from core.export import run_model
 
@@ -114,8 +115,6 @@ def per_image(values: tf.Tensor, batch: tf.Tensor, name: str) -> tf.Tensor:
 def make_endpoints(model, class_ids: list[int], class_names: list[str], *, serve_size: int, crop_size: int,
                    score_threshold: float, max_detections: int, candidates: int, iou_threshold: float,
                    top_k: int, refine_candidates: int = 0, crop_views: int = 1) -> dict:
-    from apps.traffic_signs.model import classifier, detector
-
     detect_model = detector(model)
     classify_model = classifier(model)
     classify_views = classifier(model, views=crop_views)

@@ -3,7 +3,7 @@
 Every class is drawn with PIL from its real design: shape (circle, triangle, inverted triangle,
 octagon, diamond), colours (red rim, blue disc, yellow core, grey derestriction stripes) and the
 symbol or numeral it carries. The drawings are deliberately plain; realism (perspective, blur,
-lighting, occlusion) is added when a sign is pasted into a scene (see data.py).
+lighting, occlusion) is added when a sign is pasted into a scene (see scenes.py).
 
 Example:
     >>> template(14).size          # (TEMPLATE_SIZE, TEMPLATE_SIZE), RGBA, transparent outside the sign
