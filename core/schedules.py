@@ -54,6 +54,27 @@ class BudgetedCosine(keras.optimizers.schedules.LearningRateSchedule):
                 "min_fraction": self.min_fraction}
 
 
+@keras.saving.register_keras_serializable(package="catalogue")
+class WarmupInverseSqrt(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warmup from 0 to `peak`, then `peak * sqrt(warmup_steps / step)` (the Transformer's decay).
+
+    It keeps the rate high for a long time: the better choice when a run is too short for a cosine to
+    finish learning before it anneals.
+    """
+
+    def __init__(self, peak: float, warmup_steps: int):
+        self.peak = float(peak)
+        self.warmup_steps = max(int(warmup_steps), 1)
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32) + 1.0
+        warmup = float(self.warmup_steps)
+        return self.peak * tf.where(step < warmup, step / warmup, tf.sqrt(warmup / step))
+
+    def get_config(self):
+        return {"peak": self.peak, "warmup_steps": self.warmup_steps}
+
+
 class BudgetClock(keras.callbacks.Callback):
     """Tells a BudgetedCosine how much of a wall-clock budget has been spent, before every step.
 

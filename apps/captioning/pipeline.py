@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from apps.captioning import data, serving
+from apps.captioning import data, serving, text
 from apps.captioning import model as model_lib
 from apps.captioning.config import Config
 from core.data import batched, read_bytes
@@ -65,10 +65,10 @@ class Pipeline(BasePipeline):
         splits, train_captions = data.load(cfg.data, cfg.image_size, cfg.val_fraction, cfg.test_fraction,
                                            cfg.seed, cfg.num_scenes)
         if not self.state:  # a reloaded pipeline keeps the vocabulary its weights were trained with
-            standardized = data.standardize_list(train_captions)
+            standardized = text.standardize_list(train_captions)
             longest = max(len(c.split()) for c in standardized)
             self.state = {
-                "vocabulary": data.learn_vocabulary(standardized, cfg.vocabulary_size),
+                "vocabulary": text.learn_vocabulary(standardized, cfg.vocabulary_size),
                 # Decoder positions: [start] plus the words; [end] is the target of the last one.
                 "max_length": min(cfg.max_length, longest + 1),
                 # Candidates for the image-blind baseline (see compute_metrics).
@@ -81,7 +81,7 @@ class Pipeline(BasePipeline):
         if self._vectorizer is None:
             if not self.state:
                 self.datasets()
-            self._vectorizer = data.make_vectorizer(self.state["vocabulary"], self.state["max_length"])
+            self._vectorizer = text.make_vectorizer(self.state["vocabulary"], self.state["max_length"])
         return self._vectorizer
 
     def make_model(self):
@@ -105,7 +105,7 @@ class Pipeline(BasePipeline):
                     index = tf.cast(tf.random.uniform(tf.shape(count)) * count, tf.int32)
                 else:
                     index = tf.zeros(tf.shape(captions)[:1], tf.int32)
-                ids = tf.cast(vectorizer(data.with_markers(tf.gather(captions, index, batch_dims=1))), tf.int32)
+                ids = tf.cast(vectorizer(text.with_markers(tf.gather(captions, index, batch_dims=1))), tf.int32)
                 targets = ids[:, 1:]
                 # The masked loss: padding after [end] carries no weight.
                 weights = tf.cast(targets != 0, tf.float32)
@@ -141,7 +141,7 @@ class Pipeline(BasePipeline):
             floats = tf.cast(images, tf.float32)
             hypotheses += [c.decode("utf-8") for c in greedy(floats).numpy()]
             beam_hypotheses += [c.decode("utf-8") for c in beam(floats).numpy()]
-            standardized = data.standardize(captions).numpy()
+            standardized = text.standardize(captions).numpy()
             references += [[c.decode("utf-8") for c in row if c] for row in standardized]
             report_images += list(images.numpy()[:max(0, cfg.report_images - len(report_images))])
         # What a model that ignores the image can get: one caption for every image, the best (on these

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from apps.captioning.data import END, START, with_markers
+from apps.captioning.text import END, START, with_markers
 from core.data import decode_resize_images
 from core.export import run_model
 

@@ -14,8 +14,7 @@ import tensorflow as tf
 
 from apps.text_generation import data, serving
 from apps.text_generation import model as model_lib
-from apps.text_generation.config import ANCHOR_SHAPE, Config
-from core import training
+from apps.text_generation.config import Config
 from core.data import AUTOTUNE, Splits, batched
 from core.distribute import is_chief
 from core.pipeline import Pipeline as BasePipeline
@@ -88,34 +87,11 @@ class Pipeline(BasePipeline):
 
     name = "text_generation"
     config_class = Config
-    quality_bars = (("nats_per_char", "<=", 1.55), ("nats_per_char", "<", "anchor_gru_nats_per_char"))
 
     def __init__(self, config: Config | None = None, workdir=None):
         super().__init__(config, workdir)
         self._lookups = None
         self._ids: dict[str, np.ndarray] = {}
-        self.anchor_metrics: dict[str, float] = {}
-
-    def fit(self) -> dict:
-        result = super().fit()
-        if self.config.anchor_baseline:
-            result["anchor"] = self.fit_anchor()
-            if is_chief():
-                training.update_json(self.workdir / "metrics.json", fit=result)
-        return result
-
-    def fit_anchor(self) -> dict:
-        """Trains the tutorial-shaped GRU on the same text and time budget; returns its held-out losses."""
-        config = self.config.replace(**{k: v for k, v in ANCHOR_SHAPE.items() if k != "epochs"},
-                                     epochs=max(ANCHOR_SHAPE["epochs"], self.config.epochs))
-        anchor = Pipeline(config, self.workdir / "anchor")
-        fit = anchor.fit()
-        test, _ = anchor.loss_on(anchor.datasets().test)
-        val, _ = anchor.loss_on(anchor.scored("val"))
-        self.anchor_metrics = {"anchor_gru_nats_per_char": test, "anchor_gru_val_nats_per_char": val,
-                               "anchor_gru_train_seconds": fit["train_seconds"],
-                               "anchor_gru_steps": float(anchor.model.optimizer.iterations.numpy())}
-        return {**self.anchor_metrics, "history": fit["history"]}
 
     # ------------------------------------------------------------------------------------------
     # Vocabulary: StringLookup layers built from state["vocabulary"], tracked by the export.
@@ -187,9 +163,13 @@ class Pipeline(BasePipeline):
                                            clipnorm=cfg.clipnorm or None)
         # Decay matrices only: norms, biases and embeddings keep their scale.
         optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias", "embeddings"])
+        self.compile_with(model, optimizer)
+
+    def compile_with(self, model, optimizer):
+        """Next-character cross-entropy and its bits/char and perplexity, with `optimizer`."""
         model.compile(optimizer=optimizer,
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                      metrics=[BitsPerChar(), Perplexity()], jit_compile=cfg.jit_compile)
+                      metrics=[BitsPerChar(), Perplexity()], jit_compile=self.config.jit_compile)
 
     def training_data(self, splits):
         b = self.global_batch_size
@@ -209,7 +189,7 @@ class Pipeline(BasePipeline):
         model = self.require_model()
 
         # No Python control flow to convert; autograph=False also avoids AutoGraph's closure-mismatch
-        # warning when a second pipeline (the anchor) defines this function again.
+        # warning when a second pipeline in the process defines this function again.
         @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([None], tf.int32)],
                      autograph=False)
         def summed(w, score_from):
@@ -235,7 +215,7 @@ class Pipeline(BasePipeline):
         val_nats, _ = self.loss_on(self.scored("val"))
         return {"nats_per_char": nats, "bits_per_char": nats / LN2, "perplexity": math.exp(nats),
                 "val_nats_per_char": val_nats, "unigram_nats_per_char": self.unigram_baseline(),
-                "test_chars": count, **self.anchor_metrics}
+                "test_chars": count}
 
     # ------------------------------------------------------------------------------------------
     # Serving.
@@ -289,14 +269,6 @@ class Pipeline(BasePipeline):
         first, *rest = self.config.sample_prompts
         prompts = [first, "Café – ", "", *rest]
         return [prompts[i % len(prompts)] for i in range(n)]
-
-    def report_examples(self, n: int = 5) -> list[dict]:
-        """Continuations of fixed prompts for the demo report (line breaks shown as ↵)."""
-        prompts = self.sample_inputs(n)
-        texts = self.predict(prompts)
-        show = lambda t: t.replace("\n", "↵")  # noqa: E731 - one table row per sample
-        return [{"prompt": show(p), f"continuation (temperature {self.config.temperature}, "
-                 f"seed {self.config.sample_seed})": show(t[len(p):])} for p, t in zip(prompts, texts)]
 
     def example_requests(self):
         prompts = self.sample_inputs(4)

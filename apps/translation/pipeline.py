@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import math
 import unicodedata
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import keras
@@ -15,40 +13,10 @@ import tensorflow as tf
 
 from apps.translation import data, serving
 from apps.translation import model as model_lib
-from apps.translation.config import KERAS_IO_SHAPE, Config
+from apps.translation.config import Config
 from apps.translation.tokenizer import END, PAD, START, Tokenizer, decode_strings, learn_vocabulary, segment_counts
 from core.pipeline import Pipeline as BasePipeline
-
-
-@keras.saving.register_keras_serializable(package="catalogue")
-class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
-    """Linear warmup to `peak`, then inverse-square-root decay or a constant rate.
-
-    (The cosine option is core.schedules.BudgetedCosine, via Pipeline.cosine_learning_rate.)
-
-    Args:
-        peak: learning rate at the end of the warmup.
-        warmup_steps: steps of the linear ramp from 0.
-        decay: "inverse_sqrt" (peak * sqrt(warmup / step)) or "constant".
-    """
-
-    def __init__(self, peak, warmup_steps, decay="inverse_sqrt"):
-        if decay not in ("inverse_sqrt", "constant"):
-            raise ValueError(f"Unknown schedule. Received: schedule={decay!r}; "
-                             "valid: ['inverse_sqrt', 'cosine', 'constant']")
-        self.peak = peak
-        self.warmup_steps = warmup_steps
-        self.decay = decay
-
-    def __call__(self, step):
-        step = tf.cast(step, tf.float32) + 1.0
-        warmup = float(max(self.warmup_steps, 1))
-        ramp = step / warmup
-        after = tf.sqrt(warmup / step) if self.decay == "inverse_sqrt" else tf.ones_like(step)
-        return self.peak * tf.where(step < warmup, ramp, after)
-
-    def get_config(self):
-        return {"peak": self.peak, "warmup_steps": self.warmup_steps, "decay": self.decay}
+from core.schedules import WarmupInverseSqrt
 
 
 def smoothed_loss(label_smoothing: float):
@@ -102,40 +70,11 @@ class Pipeline(BasePipeline):
 
     name = "translation"
     config_class = Config
-    quality_bars = (("bleu", ">=", 33.0), ("bleu_simple", ">", "anchor_bleu_simple"), ("bleu", ">", "anchor_bleu"))
 
     def __init__(self, config=None, workdir=None):
         super().__init__(config, workdir)
         self._tokenizers: tuple[Tokenizer, Tokenizer] | None = None
         self.samples: list[dict[str, str]] = []
-
-    def fit(self) -> dict:
-        result = super().fit()
-        if self.config.anchor_baseline:
-            result["anchor"] = self.fit_anchor()
-        return result
-
-    @classmethod
-    def bench_config(cls, quick: bool = False):
-        config = super().bench_config(quick)
-        # Beam search over all 1,014 test pairs takes minutes on a CPU: quick mode scores the first 200.
-        return config.replace(eval_max_examples=200) if quick else config
-
-    @property
-    def anchor_dir(self) -> Path:
-        return self.workdir / "anchor"
-
-    def fit_anchor(self) -> dict:
-        """Trains the keras.io example's shape on the same data and time budget, scores it the same way.
-
-        Its test metrics land in anchor/metrics.json and come back prefixed `anchor_` in evaluate().
-        """
-        config = self.config.replace(**KERAS_IO_SHAPE, batch_size=64, anchor_baseline=False)
-        anchor = Pipeline(config, self.anchor_dir)
-        fit = anchor.fit()
-        metrics = anchor.evaluate()
-        return {"train_seconds": fit["train_seconds"], "epochs_run": fit["epochs_run"],
-                "bleu": metrics["bleu"], "bleu_simple": metrics["bleu_simple"], "history": fit["history"]}
 
     # Data and tokenizers ---------------------------------------------------------------------
 
@@ -194,20 +133,21 @@ class Pipeline(BasePipeline):
 
     def compile_model(self, model):
         cfg = self.config
-        if cfg.schedule == "cosine":  # core.schedules.BudgetedCosine (budget_ends_schedule: also by the clock)
+        if cfg.schedule not in ("inverse_sqrt", "cosine"):
+            raise ValueError(f"Unknown schedule. Received: schedule={cfg.schedule!r}; valid: inverse_sqrt, cosine")
+        if cfg.schedule == "cosine":
             decay_steps = cfg.decay_steps or max(
                 1, cfg.epochs * (cfg.steps_per_epoch or self.steps_per_epoch_estimate()) - cfg.warmup_steps)
             schedule = self.cosine_learning_rate(cfg.warmup_steps + decay_steps, cfg.warmup_steps)
         else:
-            schedule = WarmupSchedule(self.learning_rate, cfg.warmup_steps, cfg.schedule)
-        if cfg.optimizer == "adam":
-            optimizer = keras.optimizers.Adam(schedule, beta_2=0.98, epsilon=1e-9, clipnorm=cfg.clipnorm or None)
-        elif cfg.optimizer == "rmsprop":
-            optimizer = keras.optimizers.RMSprop(schedule, clipnorm=cfg.clipnorm or None)
-        else:
-            raise ValueError(f"Unknown optimizer. Received: optimizer={cfg.optimizer!r}; valid: adam, rmsprop")
-        model.compile(optimizer=optimizer, loss=smoothed_loss(cfg.label_smoothing), metrics=[token_accuracy],
-                      jit_compile=cfg.jit_compile)
+            schedule = WarmupInverseSqrt(self.learning_rate, cfg.warmup_steps)
+        self.compile_with(model, keras.optimizers.Adam(schedule, beta_2=0.98, epsilon=1e-9,
+                                                       clipnorm=cfg.clipnorm or None))
+
+    def compile_with(self, model, optimizer):
+        """Label-smoothed cross-entropy over the target tokens and token accuracy, with `optimizer`."""
+        model.compile(optimizer=optimizer, loss=smoothed_loss(self.config.label_smoothing),
+                      metrics=[token_accuracy], jit_compile=self.config.jit_compile)
 
     def encoded(self, ds: tf.data.Dataset) -> tf.data.Dataset:
         """(source text, target text) -> (source ids, target input ids, target output ids), unbatched."""
@@ -273,12 +213,6 @@ class Pipeline(BasePipeline):
         chosen = "beam" if cfg.decode == "beam" else "greedy"
         metrics.update(bleu=metrics[f"bleu_{chosen}"], chrf=metrics[f"chrf_{chosen}"],
                        bleu_simple=metrics[f"bleu_simple_{chosen}"], test_sentences=len(pairs))
-        anchor = self.anchor_dir / "metrics.json"
-        if cfg.anchor_baseline and anchor.exists():
-            # The keras.io-shaped model trained beside this one (fit_anchor), on the same test pairs.
-            tested = json.loads(anchor.read_text()).get("test", {})
-            metrics.update({f"anchor_{k}": v for k, v in tested.items()
-                            if k in ("bleu", "chrf", "bleu_simple", "bleu_greedy", "bleu_simple_greedy")})
         self.samples = [{"source": s, "reference": r, "beam": b, "greedy": g}
                         for s, r, b, g in list(zip(sources, references, beam, greedy))[:10]]
         lines = ["| source | reference | beam | greedy |", "|---|---|---|---|"]
@@ -286,13 +220,6 @@ class Pipeline(BasePipeline):
         self.workdir.mkdir(parents=True, exist_ok=True)
         (self.workdir / "samples.md").write_text("\n".join(lines) + "\n")
         return metrics
-
-    def report_examples(self, n: int = 5) -> list[dict[str, str]]:
-        if not self.samples:
-            return [{"source": s, "translation": t} for s, t in zip(self.sample_inputs(n), self.predict(
-                self.sample_inputs(n)))]
-        return [{"source": r["source"], "reference": r["reference"], "translation": r[self.config.decode]}
-                for r in self.samples[:n]]
 
     # Serving ----------------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from apps.captioning import Config, Pipeline, bench, data, scenes
+from apps.captioning import Config, Pipeline, bench, data, scenes, text
 from core.testing import assert_export_roundtrip, shared_dataset
 
 
@@ -79,7 +79,7 @@ def test_keras_applications_backbone_and_config_errors():
 
 def test_tokenization_is_in_the_graph_and_standardizes():
     p = Pipeline(Config.preset("smoke", num_scenes=100))
-    ids = p.vectorizer(data.with_markers(tf.constant(["Two RED circles, left of a cup!"]))).numpy()[0]
+    ids = p.vectorizer(text.with_markers(tf.constant(["Two RED circles, left of a cup!"]))).numpy()[0]
     words = [p.state["vocabulary"][i] for i in ids if i]
     assert words == ["[start]", "two", "red", "circles", "left", "of", "a", "cup", "[end]"]
 
