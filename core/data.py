@@ -61,6 +61,22 @@ class Source:
             )
         return cls("path", str(path))
 
+    @classmethod
+    def load(cls, spec: str | None, *, embedded: Callable[[], Splits], tfds: Callable[[str], Splits],
+             path: Callable[[str], Splits]) -> Splits:
+        """Parses `spec` and calls the loader for its kind: embedded(), tfds(name) or path(path)."""
+        source = cls.parse(spec)
+        if source.kind == "embedded":
+            return embedded()
+        return tfds(source.value) if source.kind == "tfds" else path(source.value)
+
+
+def percent_cuts(split: str, fractions: Sequence[float]) -> list[str]:
+    """TFDS split strings cutting one split into train/val/test by percentage, e.g. train[:80%]."""
+    train = int(round(fractions[0] * 100))
+    val = train + int(round(fractions[1] * 100))
+    return [f"{split}[:{train}%]", f"{split}[{train}%:{val}%]", f"{split}[{val}%:]"]
+
 
 def split_indices(n: int, fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0):
     """Deterministic shuffled index split: the same seed always gives the same train/val/test."""

@@ -20,6 +20,13 @@ def shared_dataset(name: str) -> Path:
     return path
 
 
+def smoke_fit(pipeline_class, tmp_path_factory, **overrides):
+    """(pipeline, fit result) of an app's smoke preset trained in a fresh folder: a test module's fixture."""
+    config = pipeline_class.config_class.preset("smoke", **overrides)
+    pipeline = pipeline_class(config, workdir=tmp_path_factory.mktemp(pipeline_class.name))
+    return pipeline, pipeline.fit()
+
+
 def assert_export_roundtrip(pipeline, out_dir: str | Path) -> Path:
     """Exports, reloads in a fresh tf.saved_model.load, and checks every endpoint and predict().
 

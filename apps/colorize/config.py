@@ -22,7 +22,7 @@ class Config(BaseConfig):
     augment: bool = True  # random zoomed crops (down to MIN_CROP of the side) and flips while training
     prior_images: int = 2048  # training images used to count colour frequencies for rebalancing
     val_fraction: float = 0.1  # folder / TFDS sources; the embedded data splits by photo
-    test_fraction: float = 0.15
+    test_fraction: float = 0.15  # held-out photos for the test split
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "smoke": {"epochs": 6, "batch_size": 32, "image_size": 32, "width": 16, "depth": 2,

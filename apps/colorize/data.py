@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from core.data import IMAGE_EXTENSIONS, Source, Splits, decode_image, list_files, load_tfds, split_indices
+from core.data import IMAGE_EXTENSIONS, Source, Splits, decode_image, list_files, load_tfds, percent_cuts, split_indices
 from core.data import resize_square as resize
 
 # Whole photos per split; the two motorcycle views show one scene, so both stay in training.
@@ -106,12 +106,8 @@ def folder(root: str, size: int, fractions, seed: int) -> Splits:
 
 
 def tfds_source(name: str, size: int, fractions, seed: int) -> Splits:
-    train_pct = int(round(fractions[0] * 100))
-    val_pct = int(round(fractions[1] * 100))
     base, _, split = name.partition(":")
-    split = split or "train"
-    cuts = [f"{split}[:{train_pct}%]", f"{split}[{train_pct}%:{train_pct + val_pct}%]",
-            f"{split}[{train_pct + val_pct}%:]"]
+    cuts = percent_cuts(split or "train", fractions)
 
     def image_of(example):
         if "image" not in example:
@@ -128,9 +124,6 @@ def tfds_source(name: str, size: int, fractions, seed: int) -> Splits:
 def load(spec: str, size: int, crops_per_photo: int, val_fraction: float, test_fraction: float,
          seed: int) -> Splits:
     fractions = (1.0 - val_fraction - test_fraction, val_fraction, test_fraction)
-    source = Source.parse(spec)
-    if source.kind == "embedded":
-        return embedded(size, crops_per_photo, seed)
-    if source.kind == "tfds":
-        return tfds_source(source.value, size, fractions, seed)
-    return folder(source.value, size, fractions, seed)
+    return Source.load(spec, embedded=lambda: embedded(size, crops_per_photo, seed),
+                       tfds=lambda name: tfds_source(name, size, fractions, seed),
+                       path=lambda root: folder(root, size, fractions, seed))

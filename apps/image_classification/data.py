@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from core.data import Source, Splits, class_folders, decode_image, load_tfds, split_indices
+from core.data import Source, Splits, class_folders, decode_image, load_tfds, percent_cuts, split_indices
 from core.data import resize_square as resize
 
 
@@ -61,11 +61,8 @@ def folder(root: str, size: int, fractions, seed: int) -> Splits:
 def tfds_source(name: str, size: int, fractions, seed: int) -> Splits:
     import tensorflow_datasets as tfds  # noqa: F401 - imported for builder metadata below
 
-    train_pct = int(round(fractions[0] * 100))
-    val_pct = int(round(fractions[1] * 100))
     base = name.split(":")[0]
-    cuts = [f"train[:{train_pct}%]", f"train[{train_pct}%:{train_pct + val_pct}%]",
-            f"train[{train_pct + val_pct}%:]"]
+    cuts = percent_cuts("train", fractions)
     loaded, builder_info = None, None
     splits = []
     for cut in cuts:
@@ -79,9 +76,6 @@ def tfds_source(name: str, size: int, fractions, seed: int) -> Splits:
 
 def load(spec: str, size: int, val_fraction: float, test_fraction: float, seed: int) -> Splits:
     fractions = (1.0 - val_fraction - test_fraction, val_fraction, test_fraction)
-    source = Source.parse(spec)
-    if source.kind == "embedded":
-        return digits(size, fractions, seed)
-    if source.kind == "tfds":
-        return tfds_source(source.value, size, fractions, seed)
-    return folder(source.value, size, fractions, seed)
+    return Source.load(spec, embedded=lambda: digits(size, fractions, seed),
+                       tfds=lambda name: tfds_source(name, size, fractions, seed),
+                       path=lambda root: folder(root, size, fractions, seed))

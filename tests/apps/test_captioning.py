@@ -10,14 +10,12 @@ import pytest
 import tensorflow as tf
 
 from apps.captioning import Config, Pipeline, bench, data, scenes, text
-from core.testing import assert_export_roundtrip, shared_dataset
+from core.testing import assert_export_roundtrip, shared_dataset, smoke_fit
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    p = Pipeline(Config.preset("smoke"), workdir=tmp_path_factory.mktemp("captioning"))
-    result = p.fit()
-    return p, result
+    return smoke_fit(Pipeline, tmp_path_factory)
 
 
 def test_grammar_paraphrases_describe_the_same_scene():

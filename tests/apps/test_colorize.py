@@ -14,14 +14,12 @@ from apps.colorize import Config, Pipeline, color
 from apps.colorize.bench import BENCH
 from apps.colorize.model import build_model
 from core.bench import check_bars
-from core.testing import shared_dataset, signature_names
+from core.testing import shared_dataset, signature_names, smoke_fit
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    p = Pipeline(Config.preset("smoke"), workdir=tmp_path_factory.mktemp("colorize"))
-    result = p.fit()
-    return p, result
+    return smoke_fit(Pipeline, tmp_path_factory)
 
 
 def test_lab_conversion_matches_skimage():

@@ -12,14 +12,12 @@ from PIL import Image
 
 from apps.image_classification import Config, Pipeline
 from apps.image_classification.bench import BENCH
-from core.testing import shared_dataset, signature_names
+from core.testing import shared_dataset, signature_names, smoke_fit
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    p = Pipeline(Config.preset("smoke"), workdir=tmp_path_factory.mktemp("ic"))
-    result = p.fit()
-    return p, result
+    return smoke_fit(Pipeline, tmp_path_factory)
 
 
 def test_model_output_shape():

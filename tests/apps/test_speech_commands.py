@@ -10,14 +10,12 @@ from apps.speech_commands import Config, Pipeline, audio, bench, data, readers, 
 from apps.speech_commands.audio import LogMelSpectrogram
 from apps.speech_commands.model import SpecAugment
 from core.bench import check_bars
-from core.testing import shared_dataset
+from core.testing import shared_dataset, smoke_fit
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    p = Pipeline(Config.preset("smoke"), workdir=tmp_path_factory.mktemp("sc"))
-    result = p.fit()
-    return p, result
+    return smoke_fit(Pipeline, tmp_path_factory)
 
 
 def tone(freq, rate, seconds=1.0, amplitude=0.5):

@@ -11,14 +11,12 @@ import tensorflow as tf
 from apps.text_generation import Config, Pipeline, bench
 from apps.text_generation import data as data_lib
 from core.bench import check_bars
-from core.testing import assert_export_roundtrip, shared_dataset
+from core.testing import assert_export_roundtrip, shared_dataset, smoke_fit
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    p = Pipeline(Config.preset("smoke"), workdir=tmp_path_factory.mktemp("tg"))
-    result = p.fit()
-    return p, result
+    return smoke_fit(Pipeline, tmp_path_factory)
 
 
 def test_embedded_corpus_is_deterministic_english():
