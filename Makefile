@@ -13,7 +13,7 @@ DATA ?= embedded
 TEST_WORKERS ?= auto
 APPS := image-classification colorize captioning text-generation speech-commands translation traffic-signs
 
-.PHONY: help demo test test-slow bench lint clean serve serve-docker $(addprefix app-,$(APPS))
+.PHONY: help demo test test-slow bench lint clean serve serve-docker browser $(addprefix app-,$(APPS))
 
 help:  ## list the targets
 	@grep -hE '^[a-zA-Z_%-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | awk -F'\t' '{printf "  %-24s %s\n", $$1, $$2}'
@@ -32,6 +32,15 @@ demo: $(STAMP)  ## train every app on its embedded data, export, reload, predict
 
 test: $(STAMP)  ## the fast test suite (smoke presets), one worker per core (TEST_WORKERS=0: in one process)
 	$(if $(filter 0,$(TEST_WORKERS)),,TF_NUM_INTRAOP_THREADS=1) $(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+
+# The browser tests (tests/core/test_serving_ui.py) run in Debian's chromium and skip, saying so, without it.
+browser:  ## install Debian's chromium for the browser tests (as root, only when missing; a no-op elsewhere)
+	@if command -v chromium >/dev/null 2>&1; then echo "chromium: $$(command -v chromium)"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core \
+		|| echo "warning: could not install chromium; the browser tests will skip"; \
+	else echo "chromium is missing and cannot be installed here (needs root and apt-get); the browser tests will skip"; fi
 
 test-slow: $(STAMP)  ## slow tests: real-data quality, demo-preset thresholds, multi-process runs
 	$(BIN)/pytest -q -m slow

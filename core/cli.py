@@ -204,7 +204,7 @@ def cmd_serve(args):
     from core.serving.server import main as serve_main
 
     serve_main(model_config=args.model_config, host=args.host, port=args.port, grpc_port=args.grpc_port,
-               poll_seconds=args.poll_seconds, max_body_mb=args.max_body_mb)
+               poll_seconds=args.poll_seconds, max_body_mb=args.max_body_mb, ui=not args.no_ui)
 
 
 def _add_config_options(parser, data: bool = True):
@@ -300,6 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--poll-seconds", type=float, default=2.0,
                        help="how often to look for new versions and models.config changes")
     serve.add_argument("--max-body-mb", type=float, default=64.0, help="largest request accepted (MiB)")
+    serve.add_argument("--no-ui", action="store_true",
+                       help="do not serve the web page for trying the models (at / on the REST port)")
     serve.set_defaults(fn=cmd_serve)
     return parser
 

@@ -4,6 +4,8 @@
     GET  /v1/models/NAME[/versions/N | /labels/L]/metadata    signature defs
     POST /v1/models/NAME[/versions/N | /labels/L]:predict     row ("instances") or columnar ("inputs")
 
+and, unless `ui=False` (`catalogue serve --no-ui`), the web page of core/serving/ui at `/`.
+
 Paths are matched with TF Serving's own (case-insensitive) patterns on the raw path and the model
 name and label are then URL-decoded. Errors are {"error": "..."} with TF Serving's HTTP codes;
 bodies over `max_body_bytes` get 413. All model work runs in `executor`, off the event loop.
@@ -50,7 +52,7 @@ def _error(err: ServingError) -> Response:
 
 
 def create_app(service: ModelService, executor: Executor, *,
-               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> Starlette:
+               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, ui: bool = True) -> Starlette:
     async def blocking(fn, *args):
         return await asyncio.get_running_loop().run_in_executor(executor, partial(fn, *args))
 
@@ -109,7 +111,12 @@ def create_app(service: ModelService, executor: Executor, *,
                                                 "The API is under /v1/models/NAME"))
 
     methods = ["GET", "POST", "PUT", "DELETE", "PATCH"]
-    return Starlette(routes=[Route("/v1/{rest:path}", handle, methods=methods),
+    pages = []
+    if ui:
+        from core.serving import ui as ui_pages
+
+        pages = ui_pages.routes(service)
+    return Starlette(routes=[Route("/v1/{rest:path}", handle, methods=methods), *pages,
                              Route("/{rest:path}", not_found, methods=methods)])
 
 

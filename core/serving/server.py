@@ -54,13 +54,15 @@ class ModelServer:
         poll_seconds: how often to look for new versions and models.config changes.
         max_body_bytes: largest accepted REST body / gRPC message.
         workers: threads running model work (default: 2 per core, at least 4).
+        ui: also serve the web page (core/serving/ui) at `/` on the REST port.
     """
 
     def __init__(self, model_config: str | Path = "saved_models/models.config", *, host: str = "127.0.0.1",
                  port: int = DEFAULT_REST_PORT, grpc_port: int | None = DEFAULT_GRPC_PORT,
                  poll_seconds: float = 2.0, max_body_bytes: int = rest.DEFAULT_MAX_BODY_BYTES,
-                 workers: int | None = None, log_level: str = "warning"):
+                 workers: int | None = None, log_level: str = "warning", ui: bool = True):
         self.host, self.port, self.grpc_port = host, port, grpc_port
+        self.ui = ui
         self.max_body_bytes = max_body_bytes
         self.log_level = log_level
         self.registry = ModelRegistry(model_config, poll_seconds=poll_seconds)
@@ -93,7 +95,7 @@ class ModelServer:
         self._stopping = asyncio.Event()
         sock = _bind(self.host, self.port)
         self.port = sock.getsockname()[1]
-        app = rest.create_app(self.service, self.executor, max_body_bytes=self.max_body_bytes)
+        app = rest.create_app(self.service, self.executor, max_body_bytes=self.max_body_bytes, ui=self.ui)
         self._uvicorn = _Uvicorn(uvicorn.Config(app, log_level=self.log_level, access_log=False,
                                                 lifespan="off", timeout_graceful_shutdown=5))
         grpc_server = None
@@ -123,6 +125,8 @@ class ModelServer:
             self._ready.set()
             print(f"Serving {', '.join(self.registry.model_names()) or 'no models yet'}: REST {self.rest_url}"
                   + (f", gRPC {self.grpc_target}" if grpc_server else "") + " (Ctrl-C stops)", flush=True)
+            if self.ui:
+                print(f"Try the models in a browser: {self.rest_url}/", flush=True)
             await rest_task
         finally:
             if not rest_task.done():
@@ -197,13 +201,14 @@ def _bind(host: str, port: int) -> socket.socket:
 
 def main(model_config: str | Path = "saved_models/models.config", host: str = "127.0.0.1",
          port: int = DEFAULT_REST_PORT, grpc_port: int | None = DEFAULT_GRPC_PORT, poll_seconds: float = 2.0,
-         max_body_mb: float = rest.DEFAULT_MAX_BODY_BYTES / (1 << 20), workers: int | None = None) -> None:
+         max_body_mb: float = rest.DEFAULT_MAX_BODY_BYTES / (1 << 20), workers: int | None = None,
+         ui: bool = True) -> None:
     """The `catalogue serve` command."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("core.serving").setLevel(logging.INFO)
     server = ModelServer(model_config, host=host, port=port, grpc_port=grpc_port or None,
                          poll_seconds=poll_seconds, max_body_bytes=int(max_body_mb * (1 << 20)),
-                         workers=workers, log_level="info")
+                         workers=workers, log_level="info", ui=ui)
     try:
         server.run()
     except ConfigError as err:
