@@ -140,6 +140,10 @@ class BaseConfig:
         values = json.loads(text)
         # Configs written by an older version may carry keys that no longer exist: ignore them.
         known = {k: v for k, v in values.items() if k in cls.field_names()}
+        types_by_name = typing.get_type_hints(cls)
+        for key, value in known.items():  # JSON has lists only: give tuple fields their tuples back
+            if isinstance(value, list) and typing.get_origin(types_by_name[key]) is tuple:
+                known[key] = tuple(value)
         return cls(**known)
 
 

@@ -65,8 +65,9 @@ def test_from_workdir_gives_the_same_answers(exported):
     assert rebuilt.predict(raw) == pipeline.predict(raw)
 
 
-def test_config_round_trips_through_json(exported):
-    config_class = type(exported[0]).config_class
+@pytest.mark.parametrize("app", APPS)
+def test_config_round_trips_through_json(app):
+    config_class = registry.apps()[app].config_class
     for preset in config_class.PRESETS:
         config = config_class.preset(preset)
         assert config_class.from_json(config.to_json()) == config
