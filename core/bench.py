@@ -42,6 +42,9 @@ class BenchSpec:
         quick: extra overrides for `--quick` (beyond a 30 s budget and at most 5 epochs).
         anchor: trains the reference recipe beside ours on the same data and budget:
             anchor(pipeline) -> metrics merged into ours (keys prefixed `anchor_`). Skipped by --quick.
+        recipes: documented multi-step experiments (e.g. transfer from another data set or app), each
+            name -> recipe(out_dir) -> metrics merged into ours (keys prefixed `<name>_`), so bars can
+            compare their arms. Skipped by --quick.
         bare_model: bare_model(pipeline, raw_inputs) -> (fn, tensor): serving_default's neural work on
             preprocessed inputs, timed against the endpoint to measure its overhead. None: not measured.
         examples: examples(pipeline, n) -> up to n rows {column: text} of test inputs, references and
@@ -54,6 +57,7 @@ class BenchSpec:
     bars: tuple = ()
     quick: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     anchor: Callable | None = None
+    recipes: Mapping[str, Callable] = dataclasses.field(default_factory=dict)
     bare_model: Callable | None = None
     examples: Callable | None = None
 
@@ -212,6 +216,11 @@ def bench_app(name: str, *, quick: bool, out_dir: Path, data: str | None = None)
     if spec.anchor is not None and not quick:
         metrics.update({f"anchor_{k}": float(v) for k, v in spec.anchor(pipeline).items()})
         lap("anchor")
+    for recipe_name, recipe in ({} if quick else spec.recipes).items():
+        recipe_dir = out_dir / "bench_runs" / f"{name}_{recipe_name}"
+        shutil.rmtree(recipe_dir, ignore_errors=True)
+        metrics.update({f"{recipe_name}_{k}": float(v) for k, v in recipe(recipe_dir).items()})
+        lap(recipe_name)
     history = fit["history"]
     rates = history.get("examples_per_second", [])
     train_rate = float(np.mean(rates[1:] if len(rates) > 1 else rates)) if rates else None

@@ -150,6 +150,10 @@ def cmd_evaluate(args):
 
 def cmd_export(args):
     pipeline = _app(args.app).from_workdir(args.workdir)
+    if args.hub:
+        for path in pipeline.export_hub(args.out).values():
+            print(path)
+        return
     print(pipeline.export(args.out))
 
 
@@ -254,6 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("app")
     export.add_argument("--workdir", required=True, help="a workdir written by `catalogue train`")
     export.add_argument("--out", default="saved_models", help="export root (default saved_models)")
+    export.add_argument("--hub", action="store_true",
+                        help="publish the app's encoder(s) as TF Hub modules under OUT/hub/APP/ instead, for "
+                             "other apps' backbone=hub:<path> / encoder=hub:<path>")
     export.set_defaults(fn=cmd_export)
 
     predict = sub.add_parser("predict", help="answer raw inputs with an exported model or a running server")

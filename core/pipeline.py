@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from core import export as export_lib
-from core import training
+from core import hub, training
 from core.config import BaseConfig
 from core.data import Splits
 from core.distribute import get_strategy, is_chief, set_precision
@@ -142,6 +142,10 @@ class Pipeline:
         """Objects the export must track beside the model (e.g. lookup layers used only in serving)."""
         return []
 
+    def encoders(self) -> dict[str, hub.Encoder]:
+        """Trained parts other apps can start from (name -> core.hub.Encoder), for `export_hub`."""
+        return {}
+
     # ------------------------------------------------------------------------------------------
     # The shared contract.
 
@@ -160,19 +164,21 @@ class Pipeline:
         return self.config.learning_rate * scale
 
     def cosine_learning_rate(self, total_steps: int | None = None, warmup_steps: int = 0,
-                             min_fraction: float = 0.0) -> BudgetedCosine:
-        """The (replica-scaled) learning rate after a linear warmup, decayed along a cosine.
+                             min_fraction: float = 0.0, scale: float = 1.0,
+                             epochs: int | None = None) -> BudgetedCosine:
+        """The (replica-scaled) learning rate times `scale` after a linear warmup, decayed along a cosine.
 
-        The decay ends after `total_steps` (default: `epochs` times the steps of one epoch, from
-        `steps_per_epoch` or the training split's size in `info["sizes"]["train"]`), so the last steps
+        The decay ends after `total_steps` (default: `epochs`, else the config's, times the steps of one
+        epoch, from `steps_per_epoch` or the training split's size in `info["sizes"]["train"]`), so the last steps
         settle instead of bouncing between minima; with `budget_ends_schedule` also when the config's
         time budget runs out, whichever comes first (fit() feeds it the clock).
         """
         cfg = self.config
         if total_steps is None:
             train_size = self.datasets().info.get("sizes", {}).get("train", 1000)
-            total_steps = cfg.epochs * (cfg.steps_per_epoch or -(-train_size // self.global_batch_size))
-        schedule = BudgetedCosine(self.learning_rate, max(total_steps, 1), warmup_steps, min_fraction)
+            per_epoch = cfg.steps_per_epoch or -(-train_size // self.global_batch_size)
+            total_steps = (epochs or cfg.epochs) * per_epoch
+        schedule = BudgetedCosine(self.learning_rate * scale, max(total_steps, 1), warmup_steps, min_fraction)
         self._budgeted_schedules.append(schedule)
         return schedule
 
@@ -336,3 +342,23 @@ class Pipeline:
         return export_lib.export_endpoints(
             out_dir, self.name, trackables=[model, *self.trackables()], endpoints=self.endpoints,
             check=lambda path: self.check_export(path, requests), card=card, warmup_requests=requests)
+
+    def export_hub(self, out_dir: str | Path = "saved_models") -> dict[str, Path]:
+        """Publishes every encoder as a TF Hub module in `out_dir/hub/<app>/<encoder>/<version>/`.
+
+        Other apps start from one with `backbone=hub:<that folder>` (its latest version) or
+        `encoder=hub:<...>`; tensorflow_hub.load and hub.KerasLayer (tf-keras) load it too.
+        """
+        self.require_model()
+        encoders = self.encoders()
+        if not encoders:
+            raise ValueError(f"{self.name} publishes no encoder as a hub module (its Pipeline.encoders() "
+                             f"is empty). Received: app={self.name!r}")
+        metrics_path = self.workdir / "metrics.json"
+        metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
+        data = self._splits.info if self._splits is not None else metrics.get("fit", {}).get("data", {})
+        card = {"app": self.name, "trained_on": data.get("source", self.config.data),
+                "test_metrics": metrics.get("test", {}), "config": self.config.to_dict()}
+        return {name: hub.publish(encoder, Path(out_dir) / "hub" / self.name / name,
+                                  {**card, "encoder": name})
+                for name, encoder in encoders.items()}

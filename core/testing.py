@@ -68,3 +68,54 @@ def signature_names(path: str | Path) -> dict[str, dict[str, list[str]]]:
         result[name] = {"inputs": sorted(fn.structured_input_signature[1]),
                         "outputs": sorted(fn.structured_outputs)}
     return result
+
+
+def make_hub_module(path: str | Path, input_shape=(None, 16, 16, 3), features: int = 8, seed: int = 0,
+                    one_at_a_time: bool = False) -> Path:
+    """A tiny TF2 SavedModel in TF Hub's reusable format, for tests without a network.
+
+    Images [N, H, W, C] or waveforms [N, T] -> features [N, features]: a linear map of pixels (or of
+    20 ms frames), ReLU, a mean over positions, minus a moving mean that training updates (so that a
+    test can tell `training=True` from False). `__call__(inputs, training=False)`, `variables`,
+    `trainable_variables`, `regularization_losses`. With `one_at_a_time`, like YAMNet: one waveform
+    [T] in, no `training` argument, a tuple (scores [frames, 3], embeddings [frames, features]) out.
+    """
+    frame = 320
+    images = len(input_shape) == 4
+    root = tf.__internal__.tracking.AutoTrackable()
+    root.kernel = tf.Variable(tf.random.stateless_normal([input_shape[-1] if images else frame, features],
+                                                         [seed, 1]) * 0.5, name="kernel")
+    root.bias = tf.Variable(tf.fill([features], 0.1), name="bias")
+    root.moving_mean = tf.Variable(tf.zeros([features]), trainable=False, name="moving_mean")
+
+    def positions(x):  # [..., positions, features]
+        x = tf.cast(x, tf.float32)
+        if images:
+            x = tf.reshape(x, [tf.shape(x)[0], -1, input_shape[-1]])
+        else:
+            x = tf.signal.frame(x, frame, frame // 2)
+        return tf.nn.relu(tf.matmul(x, root.kernel) + root.bias)
+
+    if one_at_a_time:
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="waveform")])
+        def call(waveform):
+            h = positions(waveform) - root.moving_mean
+            return h[:, :3], h
+
+        root.__call__ = call
+    else:
+        @tf.function
+        def call(inputs, training=False):
+            f = tf.reduce_mean(positions(inputs), axis=-2)
+            if training:
+                root.moving_mean.assign(0.9 * root.moving_mean + 0.1 * tf.reduce_mean(f, axis=0))
+            return f - root.moving_mean
+
+        for training in (False, True):
+            call.get_concrete_function(tf.TensorSpec(input_shape, tf.float32, name="inputs"), training=training)
+        root.__call__ = call
+    root.variables = [root.kernel, root.bias, root.moving_mean]
+    root.trainable_variables = [root.kernel, root.bias]
+    root.regularization_losses = []
+    tf.saved_model.save(root, str(path))
+    return Path(path)

@@ -10,7 +10,9 @@ from core.config import BaseConfig
 
 @dataclasses.dataclass
 class Config(BaseConfig):
-    image_size: int = 48  # square side the encoder sees; any input size is resized (squashed) to it
+    # Square side the encoder sees (any input size is resized, squashed, to it); 0: the backbone's own
+    # (224 for most keras.applications networks, a hub module's fixed size), 48 for the compact CNN.
+    image_size: int = 0
     width: int = 16  # channels of the first encoder stage; later stages double it
     stages: int = 3  # residual stages; the feature map is image_size / 2**stages on a side
     encoder_layers: int = 1  # Transformer encoder blocks over the image feature tokens
@@ -25,8 +27,10 @@ class Config(BaseConfig):
     num_scenes: int = 8000  # embedded data: generated scenes (train + val + test)
     val_fraction: float = 0.1  # share of the images held out for validation
     test_fraction: float = 0.1  # share of the images held out for testing
-    backbone: str = ""  # "" for the compact CNN, or a keras.applications name (core.backbones: mobilenet_v2, ...)
-    weights: str = ""  # backbone weights: "", "imagenet" (needs network) or a local .h5/.keras file
+    # "" for the compact CNN; a keras.applications network (core.backbones: mobilenet_v2, resnet50, ...); or
+    # hub:<URL-or-path> of an image module (a feature map gives a token per cell, a vector one token).
+    backbone: str = ""
+    weights: str = ""  # keras.applications weights: "" (random), "imagenet" or a local .h5/.weights.h5 file
     report_images: int = 8  # test images drawn with their captions in workdir/captions.png
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {

@@ -1,4 +1,5 @@
-"""CNN image encoder -> Transformer decoder with causal self-attention and cross-attention.
+"""Image encoder (compact CNN, keras.applications or TF Hub) -> Transformer decoder with causal self-attention
+and cross-attention.
 
     images [N, S, S, 3] (float32, 0..255) --encoder--> image tokens [N, T, dim]
     tokens [N, L] (int, 0 = padding)      --decoder--> next-token logits [N, L, vocabulary]
@@ -43,8 +44,8 @@ def build_encoder(config) -> keras.Model:
         x = ConvBlock(config.width, strides=2)(x)
         for stage in range(config.stages):
             x = ResidualBlock(config.width * 2 ** stage, strides=1 if stage == 0 else 2)(x)
-    height, width, channels = x.shape[1:]
-    x = layers.Reshape((height * width, channels))(x)
+    # A feature map gives one token per cell; a feature vector (a hub feature-vector module) one token.
+    x = layers.Reshape((-1, x.shape[-1]))(x)
     x = GridPositions()(layers.Dense(config.dim)(x))
     for _ in range(config.encoder_layers):
         x = TransformerEncoderBlock(config.dim, config.num_heads, config.ff_dim, config.dropout)(x)

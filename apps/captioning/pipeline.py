@@ -15,11 +15,13 @@ import tensorflow as tf
 from apps.captioning import data, serving, text
 from apps.captioning import model as model_lib
 from apps.captioning.config import Config
+from core import backbones, hub
 from core.data import batched, read_bytes
 from core.pipeline import Pipeline as BasePipeline
 from core.plots import captioned_images_png
 
 BASELINE_CANDIDATES = 50
+COMPACT_SIZE = 48  # image_size=0 without a backbone
 
 
 def corpus_bleu4(hypotheses: list[str], references: list[list[str]]) -> float:
@@ -58,6 +60,8 @@ class Pipeline(BasePipeline):
     config_class = Config
     def __init__(self, config: Config | None = None, workdir=None):
         super().__init__(config, workdir)
+        cfg = self.config
+        self.config = cfg.replace(image_size=backbones.image_size(cfg.backbone, cfg.image_size, COMPACT_SIZE))
         self._vectorizer = None
 
     def load_data(self):
@@ -169,6 +173,16 @@ class Pipeline(BasePipeline):
         with (self.workdir / "test_captions.jsonl").open("w") as f:
             for h, b, refs in zip(hypotheses, beam_hypotheses, references):
                 f.write(json.dumps({"greedy": h, "beam": b, "references": refs}) + "\n")
+
+    def encoders(self):
+        encoder = self.require_model().get_layer("encoder")
+        size = self.config.image_size
+        tokens, dim = encoder.output.shape[1:]
+        return {"encoder": hub.Encoder(
+            encoder, tf.TensorSpec([None, size, size, 3], tf.float32),
+            f"Image tokens: float32 RGB images [N, {size}, {size}, 3] in [0, 1] -> [N, {tokens}, {dim}] "
+            f"features (one per image region, positions added), the encoder of a captioning model.",
+            preprocess=lambda images: images * 255.0)}
 
     def make_endpoints(self):
         return serving.make_endpoints(self.caption_decoder(), self.vectorizer, self.config.image_size,

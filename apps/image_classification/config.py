@@ -10,7 +10,9 @@ from core.config import BaseConfig
 
 @dataclasses.dataclass
 class Config(BaseConfig):
-    image_size: int = 32  # square side the model sees; any input size is resized to it
+    # Square side the model sees (any input size is resized to it); 0: the backbone's own (224 for most
+    # keras.applications networks, a hub module's fixed size), 32 for the compact CNN.
+    image_size: int = 0
     width: int = 32  # channels of the first stage; later stages double it
     depth: int = 2  # residual stages after the stem
     dropout: float = 0.2  # before the classifier
@@ -18,10 +20,13 @@ class Config(BaseConfig):
     flip: bool = False  # horizontal flips: wrong for digits and signs, right for most photos
     label_smoothing: float = 0.05  # of the one-hot targets
     top_k: int = 3  # classes (with scores) each answer lists, best first
-    backbone: str = ""  # "" for the compact CNN, or a keras.applications name (mobilenet_v2, ...)
-    weights: str = ""  # backbone weights: "", "imagenet" (needs network) or a local .h5/.keras file
-    fine_tune_epochs: int = 0  # second phase with the backbone's top layers unfrozen
+    # "" for the compact CNN; a keras.applications network (core.backbones: vgg16, resnet50, mobilenet_v2,
+    # efficientnet_v2_b0, convnext_tiny, ...); or hub:<URL-or-path> of an image feature-vector module.
+    backbone: str = ""
+    weights: str = ""  # keras.applications weights: "" (random), "imagenet" or a local .h5/.weights.h5 file
+    fine_tune_epochs: int = 0  # second phase with (part of) the backbone trainable
     fine_tune_layers: int = 30  # backbone layers (from the top) the fine-tuning phase trains
+    fine_tune_blocks: str = ""  # or the layers whose names start so, comma-separated (VGG16: block5)
     val_fraction: float = 0.1  # of the data, held out to pick the best epoch
     test_fraction: float = 0.15  # of the data, held out for evaluate()
 

@@ -1,7 +1,8 @@
-"""A compact residual CNN, or a keras.applications backbone, for image classification.
+"""A compact residual CNN, a keras.applications network or a TF Hub module, for image classification.
 
 Input: float32 images [N, S, S, 3] with values in 0..255. Augmentation and rescaling live inside
-the model so every caller (training, export, a user's own code) feeds the same raw pixels.
+the model so every caller (training, export, a user's own code) feeds the same raw pixels. The
+feature extractor is the nested model "features" (published with `catalogue export --hub`).
 """
 
 from __future__ import annotations
@@ -21,23 +22,30 @@ def augmentation(flip: bool, seed: int) -> keras.Sequential:
     return keras.Sequential(steps, name="augment")
 
 
-def build_model(config, num_classes: int) -> keras.Model:
-    """Image batch -> class probabilities (float32 even under mixed precision)."""
-    if num_classes < 2:
-        raise ValueError(f"num_classes must be at least 2. Received: num_classes={num_classes}")
-    inputs = keras.Input((config.image_size, config.image_size, 3), name="images")
-    x = augmentation(config.flip, config.seed)(inputs) if config.augment else inputs
+def build_features(config) -> keras.Model:
+    """Images [N, S, S, 3] in 0..255 -> a feature vector: the part other apps reuse ("features")."""
+    images = keras.Input((config.image_size, config.image_size, 3), name="images")
     if config.backbone:
-        # Frozen here; the fine-tuning phase unfreezes its top layers.
-        x = backbone_features(config.backbone, x, config.image_size, config.weights, pooling="avg")
+        # Frozen here; the fine-tuning phase unfreezes (part of) it.
+        x = backbone_features(config.backbone, images, config.image_size, config.weights, pooling="avg")
     else:
-        x = layers.Rescaling(1.0 / 255)(x)
+        x = layers.Rescaling(1.0 / 255)(images)
         x = ConvBlock(config.width)(x)
         for stage in range(config.depth):
             width = config.width * 2 ** stage
             x = ResidualBlock(width, strides=1 if stage == 0 else 2)(x)
             x = ResidualBlock(width)(x)
         x = layers.GlobalAveragePooling2D()(x)
+    return keras.Model(images, x, name="features")
+
+
+def build_model(config, num_classes: int) -> keras.Model:
+    """Image batch -> class probabilities (float32 even under mixed precision)."""
+    if num_classes < 2:
+        raise ValueError(f"num_classes must be at least 2. Received: num_classes={num_classes}")
+    inputs = keras.Input((config.image_size, config.image_size, 3), name="images")
+    x = augmentation(config.flip, config.seed)(inputs) if config.augment else inputs
+    x = build_features(config)(x)
     x = layers.Dropout(config.dropout)(x)
     outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="probabilities")(x)
     return keras.Model(inputs, outputs, name="image_classifier")

@@ -12,10 +12,13 @@ import tensorflow as tf
 from apps.image_classification import data, serving
 from apps.image_classification import model as model_lib
 from apps.image_classification.config import Config
+from core import backbones, hub
 from core.data import batched, read_bytes
 from core.pipeline import Phase
 from core.pipeline import Pipeline as BasePipeline
 from core.plots import confusion_matrix_png
+
+COMPACT_SIZE = 32  # image_size=0 without a backbone
 
 
 class Pipeline(BasePipeline):
@@ -31,6 +34,11 @@ class Pipeline(BasePipeline):
     config_class = Config
     monitor = "val_accuracy"
     monitor_mode = "max"
+
+    def __init__(self, config: Config | None = None, workdir=None):
+        super().__init__(config, workdir)
+        cfg = self.config
+        self.config = cfg.replace(image_size=backbones.image_size(cfg.backbone, cfg.image_size, COMPACT_SIZE))
 
     def load_data(self):
         cfg = self.config
@@ -60,18 +68,15 @@ class Pipeline(BasePipeline):
         cfg = self.config
         if not (cfg.backbone and cfg.fine_tune_epochs > 0):
             return [Phase()]
-        return [Phase("train"), Phase("fine_tune", prepare=self._unfreeze_top, epochs=cfg.fine_tune_epochs)]
+        return [Phase("train"), Phase("fine_tune", prepare=self._unfreeze, epochs=cfg.fine_tune_epochs)]
 
-    def _unfreeze_top(self, model):
-        """The backbone's top `fine_tune_layers` trainable, at a tenth of the learning rate."""
-        backbone = model.get_layer("backbone")
-        backbone.trainable = True
-        for layer in backbone.layers[:max(len(backbone.layers) - self.config.fine_tune_layers, 0)]:
-            layer.trainable = False
-        for layer in backbone.layers:
-            if isinstance(layer, keras.layers.BatchNormalization):
-                layer.trainable = False  # batch statistics of small fine-tuning sets are noise
-        self.compile_model(model, self.learning_rate * 0.1)
+    def _unfreeze(self, model):
+        """The backbone's `fine_tune_blocks` (or top `fine_tune_layers`) trainable, BatchNorm frozen, on
+        the same cosine schedule and weight decay at a tenth of the peak rate."""
+        cfg = self.config
+        backbones.unfreeze(model.get_layer("features").get_layer("backbone"), cfg.fine_tune_layers,
+                           cfg.fine_tune_blocks)
+        self.compile_model(model, self.cosine_learning_rate(scale=0.1, epochs=cfg.fine_tune_epochs))
 
     def compute_metrics(self, test):
         names = self.state["class_names"]
@@ -89,6 +94,16 @@ class Pipeline(BasePipeline):
                    "chance": float(np.max(np.bincount(labels, minlength=len(names))) / len(labels))}
         metrics.update({f"accuracy/{n}": float(a) for n, a in zip(names, per_class)})
         return metrics
+
+    def encoders(self):
+        features = self.require_model().get_layer("features")
+        size = self.config.image_size
+        return {"backbone": hub.Encoder(
+            features, tf.TensorSpec([None, size, size, 3], tf.float32),
+            f"Image feature vector: float32 RGB images [N, {size}, {size}, 3] in [0, 1] -> "
+            f"[N, {features.output.shape[-1]}] features, from an image classifier of "
+            f"{len(self.state['class_names'])} classes ({', '.join(self.state['class_names'][:10])}).",
+            preprocess=lambda images: images * 255.0)}
 
     def make_endpoints(self):
         return serving.make_endpoints(self.require_model(), self.state["class_names"],

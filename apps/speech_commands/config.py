@@ -18,6 +18,9 @@ class Config(BaseConfig):
     frame_ms: float = 25.0  # STFT window
     hop_ms: float = 10.0  # hop between frames
     n_mels: int = 40  # mel bands
+    # "" for the log-mel CNN below, or hub:<URL-or-path>[#<output>] of an audio-embedding module taking
+    # waveforms at sample_rate (16 kHz for TF Hub's), batched or one clip at a time (YAMNet: #1), frozen.
+    encoder: str = ""
     # Compact CNN.
     width: int = 32  # channels of the first stage; each later stage doubles them
     depth: int = 3  # residual stages

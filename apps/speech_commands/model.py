@@ -2,6 +2,8 @@
 
 Input: float32 waveforms [N, clip_samples] at config.sample_rate in [-1, 1]. The spectrogram is
 computed inside the model, so training, the exported endpoints and a user's own code all feed audio.
+Everything before the classifier is the nested model "encoder" (published with `catalogue export
+--hub`); a TF Hub audio-embedding module (`encoder=hub:<...>`) can take its place.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import tensorflow as tf
 from keras import layers
 
 from apps.speech_commands.audio import LogMelSpectrogram
+from core.hub import hub_layer
 from core.layers import ConvBlock, ResidualBlock
 
 
@@ -64,14 +67,23 @@ class SpecAugment(layers.Layer):
                 "freq_masks": self.freq_masks, "freq_mask_bins": self.freq_mask_bins, "seed": self.seed}
 
 
-def build_model(config, num_classes: int) -> keras.Model:
-    """Waveform batch -> class probabilities (float32 even under mixed precision)."""
-    if num_classes < 2:
-        raise ValueError(f"num_classes must be at least 2. Received: num_classes={num_classes}")
+def build_encoder(config) -> keras.Model:
+    """Waveforms [N, clip_samples] -> a clip embedding [N, D]: the part other apps reuse ("encoder")."""
+    waveform = keras.Input((config.clip_samples,), name="waveform")
+    if config.encoder:
+        module = hub_layer(config.encoder, name="hub_encoder")  # frozen: the classifier learns
+        length = module.module_input.shape[-1] if module.module_input.shape.rank == 2 else None
+        if length is not None and length != config.clip_samples:
+            raise ValueError(f"The encoder module takes {length}-sample clips; the model cuts "
+                             f"{config.clip_samples}. Received: encoder={config.encoder!r}, "
+                             f"clip_seconds={config.clip_seconds}, sample_rate={config.sample_rate}")
+        x = module(waveform)
+        if len(x.shape) == 3:  # per-frame embeddings (YAMNet): their mean is the clip's
+            x = layers.GlobalAveragePooling1D()(x)
+        return keras.Model(waveform, x, name="encoder")
     frame = int(round(config.sample_rate * config.frame_ms / 1000.0))
     hop = int(round(config.sample_rate * config.hop_ms / 1000.0))
-    inputs = keras.Input((config.clip_samples,), name="waveform")
-    x = LogMelSpectrogram(config.sample_rate, frame, hop, config.n_mels, name="log_mel")(inputs)
+    x = LogMelSpectrogram(config.sample_rate, frame, hop, config.n_mels, name="log_mel")(waveform)
     if config.spec_augment:
         x = SpecAugment(config.time_masks, config.time_mask_frames, config.freq_masks, config.freq_mask_bins,
                         seed=config.seed, name="spec_augment")(x)
@@ -89,6 +101,15 @@ def build_model(config, num_classes: int) -> keras.Model:
     x = layers.Reshape((-1, x.shape[2] * x.shape[3]))(x)
     x = layers.Dense(config.embed, activation="swish", name="frame_features")(x)
     x = layers.GlobalMaxPooling1D()(x)
+    return keras.Model(waveform, x, name="encoder")
+
+
+def build_model(config, num_classes: int) -> keras.Model:
+    """Waveform batch -> class probabilities (float32 even under mixed precision)."""
+    if num_classes < 2:
+        raise ValueError(f"num_classes must be at least 2. Received: num_classes={num_classes}")
+    inputs = keras.Input((config.clip_samples,), name="waveform")
+    x = build_encoder(config)(inputs)
     x = layers.Dropout(config.dropout)(x)
     outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="probabilities")(x)
     return keras.Model(inputs, outputs, name="speech_commands")

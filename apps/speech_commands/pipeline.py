@@ -13,6 +13,7 @@ import tensorflow as tf
 from apps.speech_commands import audio, data, serving
 from apps.speech_commands import model as model_lib
 from apps.speech_commands.config import Config
+from core import hub
 from core.data import read_bytes
 from core.pipeline import Pipeline as BasePipeline
 from core.plots import confusion_matrix_png
@@ -105,6 +106,16 @@ class Pipeline(BasePipeline):
             correct_within += int(np.sum(np.argmax(np.where(allowed, scores, -1.0), -1) == want))
         return {"accuracy": correct / len(paths), "accuracy_within_truth_classes": correct_within / len(paths),
                 "examples": len(paths)}
+
+    def encoders(self):
+        cfg = self.config
+        encoder = self.require_model().get_layer("encoder")
+        return {"encoder": hub.Encoder(
+            encoder, tf.TensorSpec([None, cfg.clip_samples], tf.float32),
+            f"Audio embedding: float32 mono waveforms [N, {cfg.clip_samples}] in [-1, 1] at "
+            f"{cfg.sample_rate} Hz ({cfg.clip_seconds:g} s, the word centred) -> "
+            f"[N, {encoder.output.shape[-1]}] features, from a keyword spotter of "
+            f"{len(self.state['class_names'])} classes ({', '.join(self.state['class_names'])}).")}
 
     def make_endpoints(self):
         return serving.make_endpoints(self.require_model(), self.state["class_names"], self.config)

@@ -81,11 +81,7 @@ class Translator(keras.Model):
 
     def encode(self, source_ids, training=None):
         """Source ids [B, S] -> (context [B, S, dim], mask [B, S])."""
-        mask = ops.not_equal(source_ids, 0)
-        x = self.embedding_dropout(self.source_embedding(source_ids), training=training)
-        for block in self.encoder:
-            x = block(x, mask=mask, training=training)
-        return self.encoder_norm(x), mask
+        return encode(self, source_ids, training)
 
     def logits(self, hidden):
         if self.projection is not None:
@@ -145,6 +141,34 @@ class Translator(keras.Model):
                 "num_heads": self.num_heads, "ff_dim": self.ff_dim, "encoder_layers": self.encoder_layers,
                 "decoder_layers": self.decoder_layers, "dropout": self.dropout,
                 "shared_embeddings": self.shared_embeddings, "tie_output": self.tie_output}
+
+
+def encode(owner, source_ids, training=None):
+    """The encoder's pass, shared by Translator and SentenceEncoder (which hold the same layers)."""
+    mask = ops.not_equal(source_ids, 0)
+    x = owner.embedding_dropout(owner.source_embedding(source_ids), training=training)
+    for block in owner.encoder:
+        x = block(x, mask=mask, training=training)
+    return owner.encoder_norm(x), mask
+
+
+class SentenceEncoder(keras.Model):
+    """A trained translator's encoder as a sentence embedding, the module `catalogue export translation
+    --hub` publishes: source ids [B, S] -> [B, dim], the encoder's outputs averaged over the real
+    (non-padding) tokens. It holds the translator's encoder layers only, so it carries no decoder weights.
+    """
+
+    def __init__(self, translator: Translator, **kwargs):
+        super().__init__(**kwargs)
+        self.source_embedding = translator.source_embedding
+        self.embedding_dropout = translator.embedding_dropout
+        self.encoder = list(translator.encoder)
+        self.encoder_norm = translator.encoder_norm
+
+    def call(self, source_ids, training=None):
+        context, mask = encode(self, source_ids, training)
+        weights = ops.cast(mask, context.dtype)[..., None]
+        return ops.sum(context * weights, axis=1) / ops.maximum(ops.sum(weights, axis=1), 1.0)
 
 
 def _attend(attention, query, keys, values, mask):

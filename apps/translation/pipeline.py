@@ -15,6 +15,8 @@ from apps.translation import data, serving
 from apps.translation import model as model_lib
 from apps.translation.config import Config
 from apps.translation.tokenizer import END, PAD, START, Tokenizer, decode_strings, learn_vocabulary, segment_counts
+from core import hub
+from core.data import check_utf8
 from core.pipeline import Pipeline as BasePipeline
 from core.schedules import WarmupInverseSqrt
 
@@ -120,6 +122,19 @@ class Pipeline(BasePipeline):
     def trackables(self):
         source, target = self.tokenizers
         return source.trackables() + ([] if target is source else target.trackables())
+
+    def encoders(self):
+        cfg = self.config
+        source, _ = self.tokenizers
+        encoder = model_lib.SentenceEncoder(self.require_model(), name="sentence_encoder")
+        encoder(tf.ones((1, 2), tf.int32))
+        return {"encoder": hub.Encoder(
+            encoder, tf.TensorSpec([None], tf.string),
+            f"Sentence embedding: UTF-8 sentences [N] in {cfg.source_language!r} -> [N, {cfg.dim}] float32, "
+            f"the mean of a {cfg.source_language}->{cfg.target_language} translator's encoder outputs over "
+            "the sentence's tokens (tokenization inside the module).",
+            preprocess=lambda text: source.tokenize(check_utf8(text, "inputs")),
+            trackables=tuple(source.trackables()))}
 
     # Model and training -----------------------------------------------------------------------
 

@@ -10,7 +10,8 @@ import pytest
 import tensorflow as tf
 
 from apps.captioning import Config, Pipeline, bench, data, scenes, text
-from core.testing import assert_export_roundtrip, shared_dataset, smoke_fit
+from core import hub
+from core.testing import assert_export_roundtrip, make_hub_module, shared_dataset, smoke_fit
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +74,24 @@ def test_keras_applications_backbone_and_config_errors():
         build_model(Config.preset("smoke", backbone="vgg"), 20, 8)
     with pytest.raises(ValueError, match="vocabulary_size=5"):
         build_model(Config.preset("smoke"), 5, 8)
+
+
+def test_hub_feature_vector_module_is_one_frozen_image_token(tmp_path):
+    module = make_hub_module(tmp_path / "module", (None, 24, 24, 3), features=12)
+    p = Pipeline(Config.preset("smoke", num_scenes=100, backbone=f"hub:{module}"))
+    assert p.config.image_size == 24  # image_size=0: the module's own size
+    encoder = p.build_model().get_layer("encoder")
+    assert tuple(encoder(np.zeros((2, 24, 24, 3), np.float32)).shape) == (2, 1, 64)
+    assert not encoder.get_layer("backbone").trainable_weights
+
+
+def test_published_encoder_gives_the_image_tokens(trained, tmp_path):
+    p, _ = trained
+    path = p.export_hub(tmp_path)["encoder"]
+    images = np.random.default_rng(0).uniform(0, 255, (2, 48, 48, 3)).astype(np.float32)
+    expected = p.model.get_layer("encoder")(images).numpy()
+    np.testing.assert_allclose(hub.load(str(path))(images / 255.0), expected, atol=1e-4)
+    assert hub.read_card(path)["output"]["shape"] == [None, 36, 64]
 
 
 def test_tokenization_is_in_the_graph_and_standardizes():

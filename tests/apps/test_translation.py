@@ -150,6 +150,27 @@ def test_awkward_batch_empty_long_unknown(trained):
     assert p.predict([]) == []
 
 
+def test_encoder_published_as_a_sentence_module_for_hub_load_and_tf_keras(trained, tmp_path):
+    import tensorflow_hub as tf_hub
+    import tf_keras
+
+    pipeline = trained[0]
+    path = pipeline.export_hub(tmp_path)["encoder"]
+    module = tf_hub.load(str(path))
+    sentences = ["a red car", "three days ago, in the evening", ""]
+    together = module(tf.constant(sentences)).numpy()
+    assert together.shape == (3, pipeline.config.dim) and not together[2].any()  # nothing to average
+    # Padding does not leak in: a short sentence embeds the same alone as beside a long one.
+    alone = module(tf.constant(sentences[:1])).numpy()
+    np.testing.assert_allclose(alone[0], together[0], rtol=1e-4, atol=1e-5)
+    assert not np.allclose(together[0], together[1])
+    assert len(module.trainable_variables) < len(pipeline.model.trainable_variables)  # no decoder
+    legacy = tf_keras.Sequential([tf_keras.Input((), dtype=tf.string), tf_hub.KerasLayer(str(path))])
+    np.testing.assert_allclose(legacy(tf.constant(sentences)).numpy(), together, rtol=1e-4, atol=1e-5)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="inputs"):
+        module(tf.constant([b"\xff\xfe"]))
+
+
 def test_folder_source_multi30k():
     root = shared_dataset("multi30k")
     p = Pipeline(Config.preset("smoke", data=str(root), source_language="en", target_language="de",
