@@ -208,7 +208,9 @@ def cmd_serve(args):
     from core.serving.server import main as serve_main
 
     serve_main(model_config=args.model_config, host=args.host, port=args.port, grpc_port=args.grpc_port,
-               poll_seconds=args.poll_seconds, max_body_mb=args.max_body_mb, ui=not args.no_ui)
+               poll_seconds=args.poll_seconds, max_body_mb=args.max_body_mb, ui=not args.no_ui,
+               request_timeout_s=args.request_timeout_s, max_queue=args.max_queue, max_batch=args.max_batch,
+               max_connections=args.max_connections)
 
 
 def _add_config_options(parser, data: bool = True):
@@ -307,6 +309,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--poll-seconds", type=float, default=2.0,
                        help="how often to look for new versions and models.config changes")
     serve.add_argument("--max-body-mb", type=float, default=64.0, help="largest request accepted (MiB)")
+    serve.add_argument("--request-timeout-s", type=float, default=60.0,
+                       help="longest a prediction may take, body included; clients may ask for less "
+                            "(gRPC deadline, X-Request-Timeout-S header); work past it is cancelled (default 60)")
+    serve.add_argument("--max-queue", type=int, default=16,
+                       help="predictions that may wait for a free worker; more get 429 / RESOURCE_EXHAUSTED "
+                            "(default 16)")
+    serve.add_argument("--max-batch", type=int, default=256, help="most examples per request (default 256)")
+    serve.add_argument("--max-connections", type=int, default=256,
+                       help="most open REST connections; more get 503 (default 256)")
     serve.add_argument("--no-ui", action="store_true",
                        help="do not serve the web page for trying the models (at / on the REST port)")
     serve.set_defaults(fn=cmd_serve)

@@ -167,6 +167,30 @@ def load_tfds(name: str, split: str | None = None, **kwargs):
 # In-graph decoding with errors that name the input (used by pipelines and exported endpoints).
 
 _IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM")
+DEFAULT_MAX_IMAGE_PIXELS = 40_000_000
+MAX_IMAGE_PIXELS_ENV = "CATALOGUE_MAX_IMAGE_PIXELS"
+
+
+def max_image_pixels() -> int:
+    """The pixel limit per image that decoding graphs embed when traced (so exports carry it):
+    CATALOGUE_MAX_IMAGE_PIXELS when set at export time, else DEFAULT_MAX_IMAGE_PIXELS."""
+    raw = os.environ.get(MAX_IMAGE_PIXELS_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MAX_IMAGE_PIXELS
+    try:
+        value = int(float(raw))
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"{MAX_IMAGE_PIXELS_ENV} must be a positive number of pixels. "
+                         f"Received: {MAX_IMAGE_PIXELS_ENV}={raw!r}")
+    return value
+
+
+def printable(data: tf.Tensor, length: int = 16) -> tf.Tensor:
+    """The first `length` bytes of a string, with invalid UTF-8 replaced: error messages must stay
+    decodable whatever a client sent (TF raises UnicodeDecodeError on a message that is not UTF-8)."""
+    return tf.strings.unicode_transcode(tf.strings.substr(data, 0, length), "UTF-8", "UTF-8", errors="replace")
 
 
 def is_image_bytes(data: tf.Tensor) -> tf.Tensor:
@@ -175,20 +199,114 @@ def is_image_bytes(data: tf.Tensor) -> tf.Tensor:
     return tf.reduce_any(tf.stack(checks))
 
 
-def decode_image(data: tf.Tensor, channels: int = 3, input_name: str = "image_bytes") -> tf.Tensor:
+def image_header_size(data: tf.Tensor, max_pixels: int | None = None) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """(height, width, frames) that one encoded image declares, as int64 scalars, read without
+    decoding; 0 x 0 when the header is not readable (the decoder then says why).
+
+    TF decodes every frame of a GIF at the full screen size, even when asked for one image, so a
+    GIF's frames count: an upper bound from the pairs 00 2C (every image descriptor after the first
+    block follows a block terminator), and, only when that bound would exceed `max_pixels`, the
+    exact count from walking the GIF's blocks (stopping once over the limit).
+    """
+    limit = max_image_pixels() if max_pixels is None else int(max_pixels)
+    padded = tf.strings.join([data, tf.constant(b"\0" * 32)])  # substr past the end would raise
+    head = tf.cast(tf.io.decode_raw(tf.strings.substr(padded, 0, 32), tf.uint8), tf.int64)
+
+    def big_endian(at, size):
+        return sum(head[at + i] * 256 ** (size - 1 - i) for i in range(size))
+
+    def little_endian(at, size):
+        return sum(head[at + i] * 256 ** i for i in range(size))
+
+    def signed32(value):
+        return tf.where(value >= 2 ** 31, value - 2 ** 32, value)
+
+    def starts(magic):
+        return tf.strings.substr(data, 0, len(magic)) == magic
+
+    def jpeg_size():
+        return tf.cast(tf.image.extract_jpeg_shape(data)[:2], tf.int64)
+
+    is_png = starts(b"\x89PNG") & (tf.strings.substr(padded, 12, 4) == b"IHDR")
+    is_gif, is_bmp = starts(b"GIF8"), starts(b"BM")
+    jpeg = tf.cond(starts(b"\xff\xd8\xff"), jpeg_size, lambda: tf.zeros([2], tf.int64))
+    height = tf.where(is_png, big_endian(20, 4), tf.where(
+        is_gif, little_endian(8, 2), tf.where(is_bmp, tf.abs(signed32(little_endian(22, 4))), jpeg[0])))
+    width = tf.where(is_png, big_endian(16, 4), tf.where(
+        is_gif, little_endian(6, 2), tf.where(is_bmp, tf.abs(signed32(little_endian(18, 4))), jpeg[1])))
+    screen = height * width
+    one = tf.constant(1, tf.int64)
+    frames = tf.cond(is_gif & (screen > 0) & (screen <= limit),
+                     lambda: _gif_frames(data, head, screen, limit), lambda: one)
+    return height, width, frames
+
+
+def _gif_frames(data: tf.Tensor, head: tf.Tensor, screen: tf.Tensor, limit: int) -> tf.Tensor:
+    """Frames of a GIF: an upper bound, or the exact count when the bound would be over the limit."""
+    length = tf.cast(tf.strings.length(data), tf.int64)
+    raw = tf.cast(tf.io.decode_raw(tf.strings.join([data, tf.constant(b"\0" * 800)]), tf.uint8), tf.int64)
+
+    def colour_table(flags):  # flag 0x80: a table of 2^(n + 1) RGB entries follows (n: the low 3 bits)
+        return tf.where(flags >= 128, 3 * tf.bitwise.left_shift(tf.constant(2, tf.int64), flags % 8), 0)
+
+    first = 13 + colour_table(head[10])
+    bound = tf.reduce_sum(tf.cast((raw[:-1] == 0) & (raw[1:] == 0x2C), tf.int64)) + tf.cast(
+        (raw[first] == 0x2C) & (raw[first - 1] != 0), tf.int64)
+
+    def walk():
+        # One step per block or sub-block: 0x21 extension (introducer, label, sub-blocks), 0x2C image
+        # (10-byte descriptor, local colour table, LZW code size, sub-blocks), anything else ends.
+        def body(pos, frames, in_blocks, stop):
+            byte = raw[pos]
+            is_image = tf.logical_not(in_blocks) & (byte == 0x2C)
+            block_end = tf.where(byte == 0x21, pos + 2, pos + 11 + colour_table(raw[pos + 9]))
+            next_pos = tf.where(in_blocks, pos + 1 + byte, block_end)
+            ends = tf.logical_not(in_blocks) & (byte != 0x21) & (byte != 0x2C)
+            return next_pos, frames + tf.cast(is_image, tf.int64), tf.logical_not(in_blocks) | (byte != 0), ends
+
+        def cond(pos, frames, in_blocks, stop):
+            return tf.logical_not(stop) & (pos < length) & (frames * screen <= limit)
+
+        start = (first, tf.constant(0, tf.int64), tf.constant(False), tf.constant(False))
+        return tf.while_loop(cond, body, start)[1]
+
+    return tf.maximum(tf.cond(bound * screen > limit, walk, lambda: bound), 1)
+
+
+def check_image_size(data: tf.Tensor, input_name: str = "image_bytes", max_pixels: int | None = None) -> tf.Operation:
+    """Refuses (InvalidArgument naming the size and the limit) one encoded image whose header declares
+    more than `max_pixels` pixels (default: max_image_pixels()), before any decoding: a small PNG
+    can declare 16000 x 16000 pixels and take gigabytes to decode."""
+    limit = max_image_pixels() if max_pixels is None else int(max_pixels)
+    height, width, frames = image_header_size(data, limit)
+    pixels = height * width * frames
+    in_frames = tf.where(frames > 1, tf.strings.format(" in {} frames or more", frames), "")
+    message = tf.strings.join([
+        tf.strings.format(f"Image too large in {input_name}: {{}}x{{}} pixels", [width, height]), in_frames,
+        tf.strings.format(f" ({{}} pixels) is more than the limit of {limit} pixels per image "
+                          f"({MAX_IMAGE_PIXELS_ENV} when exporting)", pixels)])
+    return tf.debugging.Assert(pixels <= limit, [message])
+
+
+def decode_image(data: tf.Tensor, channels: int = 3, input_name: str = "image_bytes",
+                 max_pixels: int | None = None) -> tf.Tensor:
     """Decodes one encoded JPEG/PNG/GIF/BMP to uint8 [H, W, channels], or fails naming the input.
 
     The magic-number check turns TF's generic decode error into one that says which input was bad
-    and what it started with; decode errors for truncated files still surface as InvalidArgument.
+    and what it started with; the header's size is checked against `max_pixels` (default:
+    max_image_pixels()) before decoding; decode errors for truncated files still surface as
+    InvalidArgument.
     """
     ok = is_image_bytes(data)
     assert_op = tf.debugging.Assert(
         ok,
         [f"Invalid {input_name}: expected encoded JPEG, PNG, GIF or BMP bytes; received bytes starting with",
-         tf.strings.substr(data, 0, 16), "of length", tf.strings.length(data)],
+         printable(data), "of length", tf.strings.length(data)],
         summarize=16,
     )
     with tf.control_dependencies([assert_op]):
+        size_op = check_image_size(data, input_name, max_pixels)
+    with tf.control_dependencies([size_op]):
         image = tf.io.decode_image(data, channels=channels, expand_animations=False, dtype=tf.uint8)
     image.set_shape([None, None, channels])
     return image
@@ -203,16 +321,28 @@ def resize_square(image: tf.Tensor, size: int) -> tf.Tensor:
 
 
 def decode_resize_images(batch: tf.Tensor, size: Sequence[int], channels: int = 3,
-                         input_name: str = "image_bytes") -> tf.Tensor:
+                         input_name: str = "image_bytes", max_pixels: int | None = None) -> tf.Tensor:
     """Batch of encoded images of any sizes -> float32 [N, size[0], size[1], channels] in [0, 255]."""
 
     def one(data):
-        image = decode_image(data, channels, input_name)
-        return tf.image.resize(tf.cast(image, tf.float32), size, antialias=True)
+        # Resized from uint8 (the same pixels as from float32): no float copy of the full-size image.
+        return tf.image.resize(decode_image(data, channels, input_name, max_pixels), size, antialias=True)
 
     # Images decode independently: let the graph run several at once (batch 32 was decode-bound).
     return tf.map_fn(one, batch, fn_output_signature=tf.TensorSpec([*size, channels], tf.float32),
                      parallel_iterations=16)
+
+
+def check_utf8(text: tf.Tensor, input_name: str) -> tf.Tensor:
+    """`text` after checking that every string is valid UTF-8, or InvalidArgument naming the input
+    and the rows: tokenizers would otherwise turn bad bytes into made-up words."""
+    # Replacing invalid sequences changes a string exactly when it is not valid UTF-8.
+    valid = tf.reshape(tf.equal(tf.strings.unicode_transcode(text, "UTF-8", "UTF-8", errors="replace"), text), [-1])
+    check = tf.debugging.Assert(tf.reduce_all(valid), [
+        f"Invalid {input_name}: expected UTF-8 text; received invalid UTF-8 bytes in {input_name} rows",
+        tf.where(tf.logical_not(valid))[:, 0]], summarize=8)
+    with tf.control_dependencies([check]):
+        return tf.identity(text)
 
 
 def read_bytes(item) -> bytes:
@@ -241,9 +371,7 @@ def decode_wav(data: tf.Tensor, input_name: str = "audio_wav_bytes") -> tuple[tf
     not_wav = tf.debugging.Assert(
         is_wav,
         [f"Invalid {input_name}: expected a WAV file (RIFF/WAVE header); received bytes starting with",
-         # Replacing invalid UTF-8 keeps the error message itself decodable in Python.
-         tf.strings.unicode_transcode(tf.strings.substr(data, 0, tf.minimum(length, 16)), "UTF-8", "UTF-8",
-                                      errors="replace"), "of length", length], summarize=16)
+         printable(data), "of length", length], summarize=16)
     size_bytes = tf.cast(tf.io.decode_raw(tf.strings.substr(padded, 4, 4), tf.uint8), tf.int64)
     riff_size = tf.reduce_sum(size_bytes * tf.constant([1, 256, 65536, 16777216], tf.int64))
     # Streaming writers leave the size 0 or 0xFFFFFFFF: only a real size can reveal a truncation.

@@ -50,11 +50,30 @@ def test_encoded_inputs_refuse_corrupt_and_empty_bytes_naming_the_input(exported
         pytest.skip(f"{pipeline.name} takes text, not encoded media")
     request = pipeline.example_requests()["serving_default"]
     for name in encoded:
-        for bad in (b"this is not a media file", b""):
+        # Binary garbage too: the message must stay printable whatever the bytes.
+        for bad in (b"this is not a media file", b"", b"\xff\xfe\x00\x81 binary garbage"):
             inputs = dict(request)
             inputs[name] = tf.constant([bad] * int(tf.shape(request[name])[0]))
             with pytest.raises(tf.errors.InvalidArgumentError, match=name):
                 export_lib.call_signature(loaded, "serving_default", inputs)
+
+
+def test_text_inputs_refuse_invalid_utf8_naming_the_input(exported):
+    # Tokenizers would turn the bad bytes into made-up words: every text input is checked in the graph.
+    pipeline, _, loaded = exported
+    checked = []
+    for signature, request in pipeline.example_requests().items():
+        specs = loaded.signatures[signature].structured_input_signature[1]
+        for name, spec in specs.items():
+            if spec.dtype != tf.string or name.endswith("_bytes"):
+                continue
+            inputs = dict(request)
+            inputs[name] = tf.constant([b"caf\xe9 \xff"] * int(tf.shape(request[name])[0]))  # Latin-1
+            with pytest.raises(tf.errors.InvalidArgumentError, match=f"Invalid {name}: expected UTF-8 text"):
+                export_lib.call_signature(loaded, signature, inputs)
+            checked.append(f"{signature}/{name}")
+    if not checked:
+        pytest.skip(f"{pipeline.name} has no text inputs")
 
 
 def test_from_workdir_gives_the_same_answers(exported):

@@ -18,7 +18,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from apps.captioning.text import END, START, with_markers
-from core.data import decode_resize_images
+from core.data import check_utf8, decode_resize_images
 from core.export import run_model
 
 NEG = -1e9  # "impossible" without the inf - inf = nan of a true -inf
@@ -154,6 +154,7 @@ def make_endpoints(decoder: Decoder, vectorizer, image_size: int, beam_width: in
             tf.shape(image_bytes), tf.shape(caption),
             message="serving_score needs one caption per image: image_bytes and caption differ in length")
         images = decode_resize_images(image_bytes, size)
+        caption = check_utf8(caption, "caption")
         return {"log_probability": decoder.log_probability(images, vectorizer(with_markers(caption)))}
 
     return {"serving_default": serve_greedy, "serving_beam": serve_beam, "serving_score": serve_score}

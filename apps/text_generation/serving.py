@@ -19,19 +19,10 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from core.data import check_utf8
+
 START = "\n"  # every prompt is read after a line break, so an empty prompt has a context too
 PAD_ID, UNKNOWN_ID = 0, 1
-
-
-def check_utf8(prompt: tf.Tensor) -> tf.Tensor:
-    """Asserts every prompt is valid UTF-8; an invalid byte decodes to different replacement characters."""
-    a = tf.strings.unicode_decode(prompt, "UTF-8", errors="replace", replacement_char=0xFFFD)
-    b = tf.strings.unicode_decode(prompt, "UTF-8", errors="replace", replacement_char=0xFFFE)
-    per_row = tf.reduce_all(tf.equal(a, b).with_row_splits_dtype(tf.int64).to_tensor(True), axis=-1)
-    # The message names the rows, not their bytes: invalid UTF-8 cannot be shown in an error message.
-    return tf.debugging.Assert(tf.reduce_all(per_row), [
-        "Invalid prompt: expected UTF-8 text; received invalid UTF-8 bytes in prompt rows",
-        tf.where(tf.logical_not(per_row))[:, 0]], summarize=8)
 
 
 def per_prompt(value: tf.Tensor, n: tf.Tensor, name: str) -> tf.Tensor:
@@ -139,14 +130,14 @@ def make_generate(model, lookup, inverse, *, arch: str, context_length: int, max
         raise ValueError(f"max_generate must be in [1, 2**20). Received: max_generate={max_generate}")
 
     def generate(prompt, max_new_tokens, temperature, top_k, top_p, seed):
+        prompt = check_utf8(prompt, "prompt")
         n = tf.shape(prompt)[0]
-        checks = [check_utf8(prompt)]
         max_new_tokens = per_prompt(max_new_tokens, n, "max_new_tokens")
         temperature = per_prompt(temperature, n, "temperature")
         top_k = per_prompt(top_k, n, "top_k")
         top_p = per_prompt(top_p, n, "top_p")
         seed = per_prompt(seed, n, "seed")
-        checks += [check_range(max_new_tokens, 0, max_generate, "max_new_tokens"),
+        checks = [check_range(max_new_tokens, 0, max_generate, "max_new_tokens"),
                    check_range(temperature, 0.0, 1e6, "temperature"),
                    check_range(top_k, 0, 2 ** 30, "top_k"), check_range(top_p, 0.0, 1.0, "top_p")]
         with tf.control_dependencies(checks):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from apps.translation.tokenizer import END, PAD, START, UNK
+from core.data import check_utf8
 
 NEGATIVE = -1e9
 
@@ -113,7 +114,7 @@ def make_translate(model, source_tokenizer, target_tokenizer, decode: str, beam_
         raise ValueError(f"decode must be 'greedy' or 'beam'. Received: decode={decode!r}")
 
     def translate(text):
-        source_ids = source_tokenizer.tokenize(text)
+        source_ids = source_tokenizer.tokenize(check_utf8(text, "text"))
         if decode == "beam" and beam_size > 1:
             ids = beam_decode(model, source_ids, beam_size, length_penalty)
         else:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -40,6 +41,9 @@ def parse_body(body: bytes) -> dict:
         raise invalid("JSON Parse error: The document is empty")
     try:
         doc = json.loads(body)
+    except RecursionError:
+        raise invalid("JSON Parse error: arrays/objects nested too deeply (the limit is about "
+                      f"{sys.getrecursionlimit()} levels)") from None
     except UnicodeDecodeError as err:
         raise invalid(f"JSON Parse error: the body is not UTF-8 ({err.reason} at offset {err.start})") from None
     except ValueError as err:
@@ -57,14 +61,17 @@ def signature_name(doc: Mapping[str, Any]) -> str:
     return value
 
 
-def request_tensors(doc: Mapping[str, Any], specs: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], str]:
+def request_tensors(doc: Mapping[str, Any], specs: Mapping[str, Any],
+                    defaults: Mapping[str, Any] = ()) -> tuple[dict[str, np.ndarray], str]:
     """Reads "instances" or "inputs" into arrays typed like the signature's inputs.
 
     Args:
         doc: the parsed request.
         specs: input key -> tf.TensorSpec of the signature.
+        defaults: the inputs that have a SignatureDef default (PlaceholderWithDefault): a request may
+            leave them out, as TF Serving allows; the caller fills them in.
     Returns:
-        (input key -> array, ROW or COLUMNAR).
+        (input key -> array of every input sent, ROW or COLUMNAR).
     """
     if not specs:
         raise invalid("The signature has no inputs")
@@ -72,6 +79,7 @@ def request_tensors(doc: Mapping[str, Any], specs: Mapping[str, Any]) -> tuple[d
     if has_instances and has_inputs:
         raise invalid("Not formatted correctly: expecting only one of 'inputs' or 'instances' keys to exist")
     names = sorted(specs)
+    required = sorted(set(names) - set(defaults))
     if has_instances:
         instances = doc["instances"]
         if not isinstance(instances, list):
@@ -83,7 +91,8 @@ def request_tensors(doc: Mapping[str, Any], specs: Mapping[str, Any]) -> tuple[d
             raise invalid("instances is a plain list, but expecting list of objects as multiple input tensors "
                           f"required as per tensorinfo_map: {','.join(names)}")
         if objects:
-            columns: dict[str, list] = {n: [] for n in names}
+            sent = sorted(instances[0])
+            columns: dict[str, list] = {n: [] for n in sent if n in specs}
             for i, element in enumerate(instances):
                 if not _is_named_object(element):
                     raise invalid(f"Expecting object but got list at item {i} of input list")
@@ -91,11 +100,14 @@ def request_tensors(doc: Mapping[str, Any], specs: Mapping[str, Any]) -> tuple[d
                 if extra:
                     raise invalid(f"Failed to process element: {i} key: {extra[0]} of 'instances' list. "
                                   f"Error: JSON object: does not have named input: {extra[0]}")
-                missing = sorted(set(names) - set(element))
-                if missing:
+                missing = sorted(set(required) - set(element))
+                if missing or sorted(element) != sent:
                     raise invalid(f"Failed to process element: {i} of 'instances' list. JSON object keys "
-                                  f"must be equal to: {','.join(names)} (missing: {','.join(missing)})")
-                for n in names:
+                                  f"must be equal to: {','.join(required)}"
+                                  + (f" (optional: {','.join(sorted(defaults))}; every instance sends the same)"
+                                     if defaults else "")
+                                  + (f" (missing: {','.join(missing)})" if missing else ""))
+                for n in sent:
                     columns[n].append(element[n])
         else:
             for i, element in enumerate(instances):
@@ -111,14 +123,14 @@ def request_tensors(doc: Mapping[str, Any], specs: Mapping[str, Any]) -> tuple[d
                 raise invalid("inputs is a plain value/list, but expecting an object as multiple input "
                               f"tensors required as per tensorinfo_map: {','.join(names)}")
             return {names[0]: to_array(value, specs[names[0]].dtype, f"'inputs' input {names[0]!r}")}, COLUMNAR
-        for n in names:
+        for n in required:
             if n not in value:
                 raise invalid(f"Missing named input: {n} in 'inputs' object.")
         extra = sorted(set(value) - set(names))
         if extra:
             raise invalid(f"Unknown named input(s): {','.join(extra)} in 'inputs' object. "
                           f"The signature's inputs are: {','.join(names)}")
-        return {n: to_array(value[n], specs[n].dtype, f"'inputs' input {n!r}") for n in names}, COLUMNAR
+        return {n: to_array(value[n], specs[n].dtype, f"'inputs' input {n!r}") for n in names if n in value}, COLUMNAR
     raise invalid("Missing 'inputs' or 'instances' key")
 
 

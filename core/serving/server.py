@@ -24,16 +24,19 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from core.serving import grpc_api, rest
+from core.serving import grpc_api, rest, scheduler
 from core.serving.config import ConfigError
 from core.serving.registry import ModelRegistry
-from core.serving.service import ModelService
+from core.serving.service import DEFAULT_MAX_BATCH, ModelService
 
 log = logging.getLogger("core.serving")
 
 DEFAULT_REST_PORT = 8501
 DEFAULT_GRPC_PORT = 8500
+DEFAULT_MAX_CONNECTIONS = 256
+HEADER_TIMEOUT_S = 10.0  # a connection must send a request's headers within this
 
 
 class _Uvicorn(uvicorn.Server):
@@ -44,6 +47,57 @@ class _Uvicorn(uvicorn.Server):
         yield
 
 
+class _Http(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol with two limits TF Serving's HTTP server has too: connections
+    past `max_connections` get an immediate 503 and are closed, and a connection that does not
+    send a request's headers within `header_timeout_s` is closed (a slow client cannot hold a
+    connection, and its share of the cap, forever)."""
+
+    max_connections = DEFAULT_MAX_CONNECTIONS
+    header_timeout_s = HEADER_TIMEOUT_S
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        self._header_timer = None
+        if len(self.connections) > self.max_connections:
+            body = (b'{"error": "Too many connections: this server takes ' + str(self.max_connections).encode()
+                    + b' at once (catalogue serve --max-connections)"}')
+            transport.write(b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
+                            b"connection: close\r\ncontent-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+            transport.close()
+            return
+        self._await_headers()
+
+    def _await_headers(self) -> None:
+        self._stop_header_timer()
+        self._header_timer = self.loop.call_later(self.header_timeout_s, self._headers_too_slow)
+
+    def _stop_header_timer(self) -> None:
+        if getattr(self, "_header_timer", None) is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _headers_too_slow(self) -> None:
+        self._header_timer = None
+        if not self.transport.is_closing():
+            self.transport.close()
+
+    def handle_events(self) -> None:
+        cycle = self.cycle
+        super().handle_events()
+        if self.cycle is not cycle:  # a request's headers arrived
+            self._stop_header_timer()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing():
+            self._await_headers()  # the next request on a kept-alive connection
+
+    def connection_lost(self, exc) -> None:
+        self._stop_header_timer()
+        super().connection_lost(exc)
+
+
 class ModelServer:
     """REST + gRPC front ends over one ModelRegistry.
 
@@ -52,23 +106,33 @@ class ModelServer:
         host: interface to bind; 127.0.0.1 by default (use 0.0.0.0 deliberately).
         port: REST port (0 picks a free one); grpc_port: gRPC port (0 picks one, None disables).
         poll_seconds: how often to look for new versions and models.config changes.
-        max_body_bytes: largest accepted REST body / gRPC message.
+        max_body_bytes: largest accepted REST body / gRPC message (and gRPC input once expanded).
         workers: threads running model work (default: 2 per core, at least 4).
         ui: also serve the web page (core/serving/ui) at `/` on the REST port.
+        request_timeout_s: the longest a prediction may take, body included (clients may ask for less).
+        max_queue: predictions that may wait for a worker; more are refused with 429 / RESOURCE_EXHAUSTED.
+        max_batch: most examples per request.
+        max_connections: most open REST connections; more get 503.
     """
 
     def __init__(self, model_config: str | Path = "saved_models/models.config", *, host: str = "127.0.0.1",
                  port: int = DEFAULT_REST_PORT, grpc_port: int | None = DEFAULT_GRPC_PORT,
                  poll_seconds: float = 2.0, max_body_bytes: int = rest.DEFAULT_MAX_BODY_BYTES,
-                 workers: int | None = None, log_level: str = "warning", ui: bool = True):
+                 workers: int | None = None, log_level: str = "warning", ui: bool = True,
+                 request_timeout_s: float = scheduler.DEFAULT_REQUEST_TIMEOUT_S,
+                 max_queue: int = scheduler.DEFAULT_MAX_QUEUE, max_batch: int = DEFAULT_MAX_BATCH,
+                 max_connections: int = DEFAULT_MAX_CONNECTIONS):
         self.host, self.port, self.grpc_port = host, port, grpc_port
         self.ui = ui
         self.max_body_bytes = max_body_bytes
+        self.max_connections = max_connections
         self.log_level = log_level
         self.registry = ModelRegistry(model_config, poll_seconds=poll_seconds)
-        self.service = ModelService(self.registry)
-        self.executor = ThreadPoolExecutor(max_workers=workers or max(4, 2 * (os.cpu_count() or 1)),
-                                           thread_name_prefix="model")
+        self.service = ModelService(self.registry, max_batch=max_batch, max_tensor_bytes=max_body_bytes)
+        workers = workers or max(4, 2 * (os.cpu_count() or 1))
+        self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="model")
+        self.scheduler = scheduler.Scheduler(self.executor, workers, max_queue=max_queue,
+                                             request_timeout_s=request_timeout_s)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._uvicorn: _Uvicorn | None = None
         self._thread: threading.Thread | None = None
@@ -95,12 +159,13 @@ class ModelServer:
         self._stopping = asyncio.Event()
         sock = _bind(self.host, self.port)
         self.port = sock.getsockname()[1]
-        app = rest.create_app(self.service, self.executor, max_body_bytes=self.max_body_bytes, ui=self.ui)
-        self._uvicorn = _Uvicorn(uvicorn.Config(app, log_level=self.log_level, access_log=False,
+        app = rest.create_app(self.service, self.scheduler, max_body_bytes=self.max_body_bytes, ui=self.ui)
+        http = type("Http", (_Http,), {"max_connections": self.max_connections})
+        self._uvicorn = _Uvicorn(uvicorn.Config(app, log_level=self.log_level, access_log=False, http=http,
                                                 lifespan="off", timeout_graceful_shutdown=5))
         grpc_server = None
         if self.grpc_port is not None:
-            grpc_server = grpc_api.create_server(self.service, self.executor,
+            grpc_server = grpc_api.create_server(self.service, self.scheduler,
                                                  max_message_bytes=self.max_body_bytes)
             host = f"[{self.host}]" if ":" in self.host else self.host
             try:
@@ -202,13 +267,16 @@ def _bind(host: str, port: int) -> socket.socket:
 def main(model_config: str | Path = "saved_models/models.config", host: str = "127.0.0.1",
          port: int = DEFAULT_REST_PORT, grpc_port: int | None = DEFAULT_GRPC_PORT, poll_seconds: float = 2.0,
          max_body_mb: float = rest.DEFAULT_MAX_BODY_BYTES / (1 << 20), workers: int | None = None,
-         ui: bool = True) -> None:
+         ui: bool = True, request_timeout_s: float = scheduler.DEFAULT_REQUEST_TIMEOUT_S,
+         max_queue: int = scheduler.DEFAULT_MAX_QUEUE, max_batch: int = DEFAULT_MAX_BATCH,
+         max_connections: int = DEFAULT_MAX_CONNECTIONS) -> None:
     """The `catalogue serve` command."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("core.serving").setLevel(logging.INFO)
     server = ModelServer(model_config, host=host, port=port, grpc_port=grpc_port or None,
                          poll_seconds=poll_seconds, max_body_bytes=int(max_body_mb * (1 << 20)),
-                         workers=workers, log_level="info", ui=ui)
+                         workers=workers, log_level="info", ui=ui, request_timeout_s=request_timeout_s,
+                         max_queue=max_queue, max_batch=max_batch, max_connections=max_connections)
     try:
         server.run()
     except ConfigError as err:

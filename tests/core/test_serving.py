@@ -5,11 +5,15 @@ matrix, hot reload during traffic, a broken export, and `saved_model_cli run` on
 import base64
 import io
 import json
+import logging
+import re
 import shutil
+import socket
 import threading
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import grpc
 import keras
@@ -17,6 +21,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
+from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2
 from tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
@@ -27,6 +32,7 @@ from tensorflow_serving.apis import (
 )
 
 from core import export as export_lib
+from core.serving import server as server_lib
 from core.serving.config import batching_problems
 from core.serving.server import ModelServer
 from core.serving.testing import (
@@ -42,10 +48,16 @@ IC = "image_classification"
 MAX_BODY = 2 << 20
 
 
+SLOW_STEP_WEIGHTS = np.eye(64, dtype=np.float32) * 0.5
+
+
 def toy_export(out, bias: float):
-    """y = x1 + 2 x2 + bias, plus a two-input signature with a `_bytes` output and a scalar one."""
+    """y = x1 + 2 x2 + bias, plus a two-input signature with a `_bytes` output, a scalar one, one with
+    an input that has a default, and a loop as slow as asked (`steps`) to test deadlines."""
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     model.layers[0].set_weights([np.array([[1.0], [2.0]], np.float32), np.array([bias], np.float32)])
+    weights = tf.constant(SLOW_STEP_WEIGHTS)
+    default_scale = tf.constant([2.0])
 
     @tf.function(input_signature=[tf.TensorSpec([None, 2], tf.float32, name="x")])
     def serve(x):
@@ -60,8 +72,20 @@ def toy_export(out, bias: float):
     def total(x):
         return {"total": tf.reduce_sum(model(x))}
 
-    return export_lib.export_endpoints(out, "toy", trackables=[model],
-                                       endpoints={"serving_default": serve, "multi": multi, "total": total})
+    @tf.function(input_signature=[tf.TensorSpec([None, 2], tf.float32, name="x"),
+                                  tf.TensorSpec([None], tf.float32, name="scale")])
+    def scaled(x, scale=default_scale):
+        return {"y": model(x) * scale[:, None]}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.int32, name="steps")])
+    def slow(steps):  # about 13 us a step on one core: 10**7 steps is minutes
+        def body(i, x):
+            return i + 1, tf.tanh(tf.matmul(x, weights))
+        _, x = tf.while_loop(lambda i, x: i < tf.reduce_max(steps), body, (0, tf.ones([64, 64])))
+        return {"value": tf.fill(tf.shape(steps), tf.reduce_sum(x))}
+
+    return export_lib.export_endpoints(out, "toy", trackables=[model], endpoints={
+        "serving_default": serve, "multi": multi, "total": total, "scaled": scaled, "slow": slow})
 
 
 def write_config(path, models):
@@ -99,10 +123,10 @@ def served(tmp_path_factory):
     server.stop()
 
 
-def http(served, method, path, body=None, raw: bytes | None = None):
+def http(served, method, path, body=None, raw: bytes | None = None, headers: dict | None = None):
     data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
     request = urllib.request.Request(served["server"].rest_url + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
+                                     headers={"Content-Type": "application/json", **(headers or {})})
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
             return response.status, json.loads(response.read())
@@ -316,6 +340,13 @@ BAD_REQUESTS = [
     ("GET", "/v1/models/toy:predict", None, 400, "Malformed request"),
     ("GET", "/somewhere/else", None, 404, "/v1/models/NAME"),
     ("POST", "/v1/models/toy:predict", b"{" + b" " * (MAX_BODY + 10) + b"}", 413, "exceeds the limit"),
+    ("POST", "/v1/models/toy:predict", b"[" * 100_000, 400, "nested too deeply"),
+    ("POST", "/v1/models/toy:predict", {"instances": [[1, 2]] * 300}, 400,
+     "'x' holds 300 examples; this server takes at most 256"),
+    ("POST", "/v1/models/toy:predict", {"signature_name": "scaled", "inputs": {"scale": [2.0]}}, 400,
+     "Missing named input: x"),
+    ("POST", f"/v1/models/{IC}:predict", {"instances": [{"b64": base64.b64encode(b"\xff\xfe\x00garbage").decode()}]},
+     400, "Invalid image_bytes: expected encoded JPEG, PNG, GIF or BMP bytes"),
 ]
 
 
@@ -373,6 +404,178 @@ def test_exports_can_be_batched_by_tensorflow_model_server(served):
     assert batching_problems(signature_defs) == []
     toy = served["server"].registry.get("toy_pinned").signature_defs
     assert batching_problems(toy) == ["total: output 'total' is a scalar (needs a batch dimension)"]
+
+
+# ---------------------------------------------------------------------------------------------
+# TF Serving's rules: defaults of omitted inputs, limits on what a request may cost, deadlines.
+
+PINNED = "/v1/models/toy_pinned:predict"
+
+
+def test_inputs_with_signature_defaults_may_be_left_out(served):
+    x = [[1, 1], [0, 1]]  # y = 4 and 3; `scale` defaults to [2.0]
+    assert http(served, "POST", PINNED, {"signature_name": "scaled", "inputs": {"x": x}}) == \
+        (200, {"outputs": [[8.0], [6.0]]})
+    assert http(served, "POST", PINNED, {"signature_name": "scaled", "inputs": {"x": x, "scale": [3.0]}}) == \
+        (200, {"outputs": [[12.0], [9.0]]})
+    rows = [{"x": [1, 1]}, {"x": [0, 1]}]
+    assert http(served, "POST", PINNED, {"signature_name": "scaled", "instances": rows}) == \
+        (200, {"predictions": [[8.0], [6.0]]})
+    rows = [{"x": [1, 1], "scale": 1.0}, {"x": [0, 1], "scale": 3.0}]
+    assert http(served, "POST", PINNED, {"signature_name": "scaled", "instances": rows}) == \
+        (200, {"predictions": [[4.0], [9.0]]})
+    status, body = http(served, "POST", PINNED, {"signature_name": "scaled",
+                                                 "instances": [{"x": [1, 1]}, {"x": [0, 1], "scale": 3.0}]})
+    assert status == 400 and "every instance sends the same" in body["error"], body
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name, request.model_spec.signature_name = "toy_pinned", "scaled"
+    request.inputs["x"].CopyFrom(tf.make_tensor_proto(np.array(x, np.float32)))
+    assert tf.make_ndarray(served["predict"].Predict(request, timeout=30).outputs["y"]).tolist() == [[8.0], [6.0]]
+    # The metadata shows clients the default, as TF Serving's does.
+    sig = http(served, "GET", "/v1/models/toy_pinned/metadata")[1]["metadata"]["signature_def"]["signature_def"]
+    assert sig["scaled"]["defaults"]["scale"]["float_val"] == [2.0]
+
+
+def test_grpc_tensor_shapes_are_checked_before_they_are_expanded(served):
+    # A TensorProto repeats its last value to fill the shape it declares: 81 bytes can ask for gigabytes.
+    stub = served["predict"]
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "toy_pinned"
+    request.inputs["x"].CopyFrom(tensor_pb2.TensorProto(
+        dtype=tf.float32.as_datatype_enum, float_val=[1.0],
+        tensor_shape=tensor_shape_pb2.TensorShapeProto(dim=[{"size": 20000}, {"size": 2}])))
+    code, details = _grpc_error(stub.Predict, request)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "'x' holds 20000 examples" in details, details
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = IC
+    request.inputs["image_bytes"].CopyFrom(tensor_pb2.TensorProto(
+        dtype=tf.string.as_datatype_enum, string_val=[b"x" * 100_000],
+        tensor_shape=tensor_shape_pb2.TensorShapeProto(dim=[{"size": 100}])))
+    code, details = _grpc_error(stub.Predict, request)
+    assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "10000000 bytes once expanded" in details, details
+
+
+def test_json_nesting_bombs_are_400s_without_a_traceback(served, caplog):
+    deep_text = b'{"signature_name": "multi", "inputs": {"a": [[1, 2]], "text": ' + b"[" * 900 + b'"t"' + \
+        b"]" * 900 + b"}}"
+    with caplog.at_level(logging.INFO, logger="core.serving"):
+        for raw in (b"[" * 100_000, b'{"instances": ' + b"[" * 100_000, deep_text):
+            status, body = http(served, "POST", "/v1/models/toy_pinned:predict", raw=raw)
+            assert status == 400, body
+    assert [r.getMessage() for r in caplog.records] == []
+
+
+def _wait(condition, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.02)
+
+
+def _slow(steps):
+    return {"signature_name": "slow", "instances": [steps]}
+
+
+def test_deadlines_cancel_the_work_rest_and_grpc(served):
+    scheduler = served["server"].scheduler
+    cancelled = scheduler.cancelled
+    started = time.perf_counter()
+    status, body = http(served, "POST", PINNED, _slow(10 ** 8), headers={"X-Request-Timeout-S": "0.5"})
+    assert status == 504 and "Deadline exceeded" in body["error"], body
+    assert time.perf_counter() - started < 3
+    # The loop (minutes of work) was cancelled, not left running: its thread is free again.
+    _wait(lambda: scheduler.pending == 0, timeout=5)
+    assert scheduler.cancelled == cancelled + 1
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name, request.model_spec.signature_name = "toy_pinned", "slow"
+    request.inputs["steps"].CopyFrom(tf.make_tensor_proto(np.array([10 ** 8], np.int32)))
+    with pytest.raises(grpc.RpcError) as info:
+        served["predict"].Predict(request, timeout=0.5)
+    assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    _wait(lambda: scheduler.pending == 0, timeout=5)
+    assert scheduler.cancelled == cancelled + 2
+    assert http(served, "POST", PINNED, _slow(100), headers={"X-Request-Timeout-S": "10"})[0] == 200
+    status, body = http(served, "POST", PINNED, _slow(100), headers={"X-Request-Timeout-S": "soon"})
+    assert status == 400 and "X-Request-Timeout-S must be a number of seconds" in body["error"]
+
+
+def _raw_request(body: bytes, headers: str = "") -> bytes:
+    return (f"POST /v1/models/toy_pinned:predict HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n{headers}\r\n").encode() + body
+
+
+def _connect(server):
+    return socket.create_connection((server.host, server.port), timeout=10)
+
+
+def test_a_departed_client_s_work_is_cancelled(served):
+    server = served["server"]
+    cancelled = server.scheduler.cancelled
+    with _connect(server) as sock:
+        sock.sendall(_raw_request(json.dumps(_slow(10 ** 8)).encode()))
+        _wait(lambda: server.scheduler.pending == 1)
+    _wait(lambda: server.scheduler.pending == 0, timeout=5)
+    assert server.scheduler.cancelled == cancelled + 1
+
+
+def test_a_stalled_body_gets_408(served):
+    with _connect(served["server"]) as sock:
+        request = _raw_request(b'{"instances": [[1, 1]]}', "X-Request-Timeout-S: 0.5\r\n")
+        sock.sendall(request[:-10])  # the headers and part of the body, then nothing
+        started = time.perf_counter()
+        answer = sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 408"), answer
+    assert b"Request body not received in time" in answer and time.perf_counter() - started < 3
+
+
+@pytest.fixture
+def small_server(served, monkeypatch):
+    """One worker, one waiting place, four connections, headers within half a second."""
+    monkeypatch.setattr(server_lib._Http, "header_timeout_s", 0.5)
+    config = served["root"] / "small.config"
+    write_config(config, [("toy", served["models"] / "toy", "model_version_policy { specific { versions: 1 } }")])
+    with ModelServer(config, port=0, grpc_port=None, poll_seconds=0, workers=1, max_queue=1,
+                     max_connections=4).start() as server:
+        yield {"server": server}
+
+
+def test_a_full_queue_sheds_load_with_429(small_server):
+    scheduler = small_server["server"].scheduler
+    answers = []
+    busy = [threading.Thread(target=lambda: answers.append(http(
+        small_server, "POST", "/v1/models/toy:predict", _slow(10 ** 8), headers={"X-Request-Timeout-S": "2"})))
+        for _ in range(2)]
+    busy[0].start()
+    _wait(lambda: scheduler.pending == 1)
+    busy[1].start()  # waits for the one worker
+    _wait(lambda: scheduler.pending == 2)
+    started = time.perf_counter()
+    status, body = http(small_server, "POST", "/v1/models/toy:predict", {"instances": [[1, 1]]})
+    assert status == 429 and "The server is busy" in body["error"], body
+    assert time.perf_counter() - started < 1
+    assert http(small_server, "GET", "/v1/models/toy")[0] == 200  # status still answers
+    for thread in busy:
+        thread.join(timeout=30)
+    assert sorted(status for status, _ in answers) == [504, 504]
+    assert http(small_server, "POST", "/v1/models/toy:predict", {"instances": [[1, 1]]}) == \
+        (200, {"predictions": [[4.0]]})
+
+
+def test_connections_are_capped_and_idle_ones_closed(small_server):
+    server = small_server["server"]
+    idle = [_connect(server) for _ in range(4)]
+    try:
+        with _connect(server) as extra:
+            answer = extra.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 503") and b"Too many connections" in answer, answer
+        started = time.perf_counter()
+        for sock in idle:  # no request headers within half a second: closed by the server
+            assert sock.recv(1024) == b""
+        assert time.perf_counter() - started < 5
+    finally:
+        for sock in idle:
+            sock.close()
+    _wait(lambda: http(small_server, "GET", "/v1/models/toy")[0] == 200)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -478,3 +681,59 @@ def test_exports_carry_warmup_requests_that_replay(served):
     for signature, inputs in records:
         outputs = export_lib.call_signature(served["loaded"], signature, inputs)
         assert all(len(v) == len(next(iter(inputs.values()))) for v in outputs.values())
+
+
+# ---------------------------------------------------------------------------------------------
+# core/serving/README.md's error table is what the server answers.
+
+README = Path(__file__).resolve().parents[2] / "core" / "serving" / "README.md"
+# First words of a row -> (path, body): the request that answers the row's example message.
+ERROR_TABLE_REQUESTS = {
+    "malformed JSON": ("/v1/models/toy:predict", b"[x"),
+    "unknown signature": ("/v1/models/toy:predict", {"signature_name": "nope", "instances": [[1, 2]]}),
+    "missing or extra input": ("/v1/models/toy:predict", {"instances": [[1, 2, 3]]}),
+    "arrays/objects nested too deeply": ("/v1/models/toy:predict", b"[" * 100_000),
+    "more examples than": ("/v1/models/toy:predict", {"instances": [[1, 2]] * 300}),
+    "corrupt image": (f"/v1/models/{IC}:predict", {"instances": [{"b64": TRUNCATED_PNG}]}),
+    "not an image at all": (f"/v1/models/{IC}:predict",
+                            {"instances": [{"b64": base64.b64encode(b"\xff\xfegarbage").decode()}]}),
+    "an image over the pixel limit": (f"/v1/models/{IC}:predict", {"instances": [{"b64": base64.b64encode(
+        b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR" + (16000).to_bytes(4, "big") * 2 + b"\x08\x02\x00\x00\x00"
+        ).decode()}]}),
+    "`--request-timeout-s` or the client's own timeout": ("/v1/models/toy_pinned:predict", _slow(10 ** 8)),
+    "unknown model or version": ("/v1/models/toy/versions/7:predict", {"instances": [[1, 2]]}),
+    "unknown version label": ("/v1/models/toy/labels/beta:predict", {"instances": [[1, 2]]}),
+    "body over": ("/v1/models/toy:predict", b"{" + b" " * (MAX_BODY + 10) + b"}"),
+    "`:classify`": ("/v1/models/toy:classify", {"examples": []}),
+}
+CHECKED_ELSEWHERE = {  # rows that need another model, timing or many connections
+    "text that is not UTF-8": "tests/test_contract.py::test_text_inputs_refuse_invalid_utf8_naming_the_input",
+    "body not received": "test_a_stalled_body_gets_408",
+    "every worker busy": "test_a_full_queue_sheds_load_with_429",
+    "more than `--max-connections`": "test_connections_are_capped_and_idle_ones_closed",
+}
+
+
+def error_table() -> list[tuple[str, int, str]]:
+    text = README.read_text()
+    table = text[text.index("| what | status | example message |"):].split("\n\n", 1)[0]
+    rows = []
+    for line in table.splitlines()[2:]:
+        what, status, example = [cell.strip() for cell in line.strip().strip("|").split(" | ")]
+        rows.append((what, int(status), example.strip("`")))
+    return rows
+
+
+def test_the_readme_error_table_is_what_the_server_answers(served):
+    rows = error_table()
+    assert len(rows) == len(ERROR_TABLE_REQUESTS) + len(CHECKED_ELSEWHERE), [r[0] for r in rows]
+    for what, status, example in rows:
+        if any(what.startswith(key) for key in CHECKED_ELSEWHERE):
+            continue
+        (path, body), = [request for key, request in ERROR_TABLE_REQUESTS.items() if what.startswith(key)]
+        raw = body if isinstance(body, bytes) else None
+        headers = {"X-Request-Timeout-S": "0.5"} if "timeout" in what else None
+        got, answer = http(served, "POST", path, None if raw else body, raw=raw, headers=headers)
+        assert got == status, (what, answer)
+        pattern = ".*".join(re.escape(part) for part in example.split("..."))
+        assert re.fullmatch(pattern, answer["error"], re.DOTALL) if example else True, (what, answer["error"])
