@@ -45,7 +45,7 @@ from core import export as export_lib  # noqa: E402
 from core.serving.server import ModelServer  # noqa: E402
 from core.serving.testing import export_smoke_app  # noqa: E402
 
-IC, COLORIZE, TEXT = "image_classification", "colorize", "text_generation"
+IC, COLORIZE, TEXT, GAME = "image_classification", "colorize", "text_generation", "game_agent"
 SHOTS = Path(__file__).resolve().parents[2] / "reports" / "ui"
 TIMEOUT_MS = 60_000
 BOXES = [[0.1, 0.1, 0.5, 0.4], [0.5, 0.5, 0.9, 0.95], [0.2, 0.6, 0.3, 0.7]]
@@ -103,10 +103,10 @@ def served(tmp_path_factory):
     started = time.monotonic()
     root = tmp_path_factory.mktemp("ui")
     models = root / "models"
-    for name in (IC, COLORIZE, TEXT):
+    for name in (IC, COLORIZE, TEXT, GAME):
         export_smoke_app(name, models, workdir=root / "runs" / name)
     toy_export(models)
-    names = [COLORIZE, IC, TEXT, "toy"]
+    names = [COLORIZE, GAME, IC, TEXT, "toy"]
     config = write_config(root / "models.config", names, models)
     server = ModelServer(config, port=0, grpc_port=None, poll_seconds=0).start()
     photo = root / "astronaut.png"  # a real photo (scikit-image's sample), PNG so that pixels compare exactly
@@ -353,6 +353,60 @@ def test_boxes_are_drawn_over_the_input_photo(page, served):
     page.fill("#input-max_detections", "1")
     run(page)
     assert canvas.get_attribute("data-boxes") == "1"
+
+
+def board_cells(page):
+    """The page's board as rows of X / O / . (from the cells' classes)."""
+    cells = page.locator("#game-board .game-cell")
+    kinds = cells.evaluate_all("cells => cells.map(c => [+c.dataset.row, +c.dataset.col, c.className])")
+    rows = max(r for r, _, _ in kinds) + 1
+    grid = [["."] * 7 for _ in range(rows)]
+    for r, c, name in kinds:
+        grid[r][c] = "X" if " first" in name else "O" if " second" in name else "."
+    return grid
+
+
+def api_board(served, moves):
+    """The API's answer for a history, and its board without the suggested move's mark."""
+    status, answer = api(served, GAME, {"moves": [moves]})
+    assert status == 200, answer
+    out = answer["outputs"]
+    rows = [line.split() for line in out["board"][0].replace("*", ".").splitlines()[:-1]]
+    return out["move"][0], out["value"][0], rows
+
+
+def test_game_board_plays_against_the_model_through_the_api(page, served):
+    open_model(page, served, GAME)
+    page.wait_for_selector("#game-board .game-cell")
+    assert board_cells(page) == [["."] * 7] * 6
+    assert page.locator("#game-board .game-column").count() == 7
+    # The model opens: its column is the one the API answers for the empty history.
+    page.click("#game-model-first")
+    page.wait_for_selector("#game-board[data-moves]:not([data-moves=''])")
+    opening = api_board(served, "")[0]
+    assert page.locator("#game-board").get_attribute("data-moves") == str(opening)
+    # The person keeps playing column 1: every board shown is the API's board for the same history,
+    # until the game ends or the column is full.
+    for _ in range(21):
+        moves = page.locator("#game-board").get_attribute("data-moves")
+        if page.locator("#game-board").get_attribute("data-over") == "true" or moves.count("1") >= 6:
+            break
+        page.click("#game-board .game-column[data-column='1']")
+        page.wait_for_selector(f"#game-board:not([data-moves='{moves}'])")  # set once the turn is over
+        before, moves = moves, page.locator("#game-board").get_attribute("data-moves")
+        assert moves.startswith(before + "1") and len(moves) <= len(before) + 2, (before, moves)
+        assert board_cells(page) == api_board(served, moves)[2], moves
+    moves = page.locator("#game-board").get_attribute("data-moves")
+    if page.locator("#game-board").get_attribute("data-over") == "true":
+        move, value, _ = api_board(served, moves)
+        assert move == 0 and page.locator("#game-status").get_attribute("data-result") in ("person", "model", "draw")
+    else:  # column 1 is full: the API refuses the move and the page shows its message, naming the ply
+        page.click("#game-board .game-column[data-column='1']")
+        page.wait_for_selector("#error:not([hidden])")
+        message = page.locator("#error").inner_text()
+        assert f"ply {len(moves) + 1} (1) plays a column that is full" in message, message
+        assert page.locator("#game-board").get_attribute("data-moves") == moves
+    shot(page, "game-agent-board")
 
 
 def test_no_ui_turns_the_page_off(served, tmp_path, monkeypatch):

@@ -527,6 +527,10 @@ function chooseSignature(name) {
   $("result").replaceChildren();
   $("exchange").hidden = true;
   UI.showError("");
+  const sig = state.defs[name];
+  $("play").replaceChildren(...(Game.matches(sig) ? [Game.panel((moves) => UI.request(
+    UI.modelUrl(NAME, state.version) + ":predict", {method: "POST", headers: {"Content-Type": "application/json"},
+      body: JSON.stringify({signature_name: name, inputs: {moves: [moves]}})}))] : []));
   buildForm();
 }
 
