@@ -12,6 +12,8 @@ and only then renamed into place, so a server polling the folder never sees half
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import os
 import shutil
@@ -26,6 +28,8 @@ import tensorflow as tf
 CARD_DIR = "assets.extra"
 TPU_ALIAS_SUFFIX = "_tpu"
 WARMUP_FILE = "tf_serving_warmup_requests"
+DEFAULT_MAX_BATCH = 1024
+MAX_BATCH_ENV = "CATALOGUE_MAX_BATCH"
 
 
 class TpuAlias:
@@ -38,6 +42,42 @@ class TpuAlias:
 
     def __init__(self, fn):
         self.fn = fn
+
+
+def max_batch() -> int:
+    """The most examples per call that exported signatures accept: CATALOGUE_MAX_BATCH when set at
+    export time, else DEFAULT_MAX_BATCH."""
+    raw = os.environ.get(MAX_BATCH_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MAX_BATCH
+    value = int(raw) if raw.isdigit() else 0
+    if value < 1:
+        raise ValueError(f"{MAX_BATCH_ENV} must be a positive number of examples. Received: {MAX_BATCH_ENV}={raw!r}")
+    return value
+
+
+def limit_batch(fn, limit: int):
+    """`fn` (a tf.function with an input_signature) refusing, before any of its own work, a call whose
+    batched inputs (first dimension left open) hold more than `limit` examples: the limit then holds
+    wherever the export is served (TF Serving included), not only behind `catalogue serve`."""
+    python_fn, specs = getattr(fn, "python_function", None), getattr(fn, "input_signature", None)
+    if python_fn is None or specs is None:
+        return fn
+    names = list(inspect.signature(python_fn).parameters)
+    batched = [n for n, spec in zip(names, specs) if spec.shape.rank and spec.shape[0] is None]
+    if not batched:
+        return fn
+
+    @functools.wraps(python_fn)
+    def checked(*args, **kwargs):
+        given = inspect.signature(python_fn).bind(*args, **kwargs).arguments
+        checks = [tf.debugging.Assert(tf.shape(given[n])[0] <= limit, [
+            f"Input {n} holds", tf.shape(given[n])[0], f"examples; this model takes at most {limit} per "
+            f"request ({MAX_BATCH_ENV} when exporting): send them in several requests"]) for n in batched if n in given]
+        with tf.control_dependencies(checks):
+            return python_fn(*args, **kwargs)
+
+    return tf.function(checked, input_signature=specs)
 
 
 def split_endpoints(endpoints: Mapping[str, object]) -> tuple[dict, dict]:
@@ -90,6 +130,8 @@ def export_endpoints(out_dir: str | Path, app: str, *, trackables: list,
             so that a server traces every signature at load, not on the first user's request.
     """
     endpoints, tpu_aliases = split_endpoints(endpoints)
+    limit = max_batch()
+    endpoints = {name: limit_batch(fn, limit) for name, fn in endpoints.items()}
     model_dir = Path(out_dir) / app
     model_dir.mkdir(parents=True, exist_ok=True)
     version = (versions(model_dir) or [0])[-1] + 1
@@ -173,8 +215,6 @@ def read_warmup_requests(version_dir: str | Path) -> list[tuple[str, dict[str, n
 
 def _tensor_defaults(fn) -> bool:
     """True for a tf.function with an input_signature and tf.Tensor default arguments."""
-    import inspect
-
     if getattr(fn, "input_signature", None) is None or not hasattr(fn, "python_function"):
         return False
     params = inspect.signature(fn.python_function).parameters.values()

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from google.protobuf import text_format
+from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
 from core import export as export_lib
@@ -49,3 +50,25 @@ def test_assert_outputs_match_names_the_output():
         export_lib.assert_outputs_match({"a": np.ones(3)}, {"a": np.zeros(3)})
     with pytest.raises(AssertionError, match="'s'"):
         export_lib.assert_outputs_match({"s": np.array([b"x"])}, {"s": np.array([b"y"])})
+
+
+def test_exports_refuse_batches_over_the_limit_and_keep_input_defaults(tmp_path, monkeypatch):
+    monkeypatch.setenv(export_lib.MAX_BATCH_ENV, "3")
+    gain_default = tf.constant([2.0])
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="x"),
+                                  tf.TensorSpec([1], tf.float32, name="gain")])
+    def scale(x, gain=gain_default):
+        return {"y": x * gain}
+
+    path = export_lib.export_endpoints(tmp_path, "scaled", trackables=[], endpoints={"serving_default": scale})
+    saved = saved_model_pb2.SavedModel.FromString((path / "saved_model.pb").read_bytes())
+    defaults = saved.meta_graphs[0].signature_def["serving_default"].defaults
+    assert tf.make_ndarray(defaults["gain"]).tolist() == [2.0]  # TF Serving may still leave gain out
+    fn = tf.saved_model.load(str(path)).signatures["serving_default"]
+    np.testing.assert_allclose(fn(x=tf.constant([1.0, 2.0, 3.0]), gain=tf.constant([3.0]))["y"], [3.0, 6.0, 9.0])
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"Input x holds.*4.*at most 3 per request"):
+        fn(x=tf.ones([4]), gain=tf.constant([1.0]))
+    monkeypatch.setenv(export_lib.MAX_BATCH_ENV, "0")
+    with pytest.raises(ValueError, match="CATALOGUE_MAX_BATCH"):
+        export_lib.export_endpoints(tmp_path, "scaled", trackables=[], endpoints={"serving_default": scale})
