@@ -111,6 +111,20 @@ def resolve_saved_model(path: str | Path) -> Path:
     return latest_version_dir(path)
 
 
+def rename_into_version(folder: Path, model_dir: Path, version: int) -> Path:
+    """Renames a finished folder to `model_dir/<version>` atomically; when another exporter took that
+    number meanwhile, to the next free one."""
+    while True:
+        final = model_dir / str(version)
+        try:
+            os.rename(folder, final)
+            return final
+        except OSError:
+            if not final.exists():
+                raise
+            version += 1
+
+
 def export_endpoints(out_dir: str | Path, app: str, *, trackables: list,
                      endpoints: Mapping[str, tf.types.experimental.GenericFunction],
                      check: Callable[[Path], None] | None = None,
@@ -164,16 +178,7 @@ def export_endpoints(out_dir: str | Path, app: str, *, trackables: list,
             write_warmup_requests(target / CARD_DIR / WARMUP_FILE, app, warmup_requests)
         if check is not None:
             check(target)
-        # Another exporter may have taken this number meanwhile: take the next free one.
-        while True:
-            final = model_dir / str(version)
-            try:
-                os.rename(target, final)
-                break
-            except OSError:
-                if not final.exists():
-                    raise
-                version += 1
+        final = rename_into_version(target, model_dir, version)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     write_models_config(out_dir)

@@ -271,15 +271,7 @@ def publish(encoder: Encoder, out_dir: str | Path, card: Mapping[str, Any]) -> P
         export_lib.assert_outputs_match({"features": output.numpy()},
                                         {"features": reloaded(probe, training=False).numpy()},
                                         context=f"hub module {out_dir.name}")
-        while True:  # another publisher may have taken this number meanwhile
-            final = out_dir / str(version)
-            try:
-                os.rename(target, final)
-                break
-            except OSError:
-                if not final.exists():
-                    raise
-                version += 1
+        final = export_lib.rename_into_version(target, out_dir, version)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return final
