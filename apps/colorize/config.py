@@ -13,11 +13,11 @@ class Config(BaseConfig):
     image_size: int = 64  # square side the model sees; the endpoint restores the input's resolution
     width: int = 32  # channels at full resolution; each encoder level doubles it
     depth: int = 3  # encoder downsamplings (the U-Net's levels)
-    loss: str = "bins"  # bins: classify quantized ab (vivid); l2: regress ab (the greyish baseline)
     bin_size: float = 10.0  # ab grid step of the colour classes
     soft_sigma: float = 5.0  # Gaussian soft encoding of targets over neighbouring bins (ab units)
     rebalance: float = 0.9  # lambda of the class rebalancing: 1.0 turns it off, Zhang et al. use 0.5
-    temperature: float = 0.38  # annealed-mean decoding: 1 = mean (dull), towards 0 = mode (vivid)
+    temperature: float = 0.0  # annealed mean: 1 = mean (dull), towards 0 = mode (vivid); 0: chosen on validation
+    min_colorfulness: float = 0.6  # temperature choice: least colourfulness (fraction of the originals') accepted
     crops_per_photo: int = 400  # embedded data: training crops per photo (val/test take half)
     augment: bool = True  # random zoomed crops (down to MIN_CROP of the side) and flips while training
     prior_images: int = 2048  # training images used to count colour frequencies for rebalancing
@@ -33,3 +33,9 @@ class Config(BaseConfig):
         "full": {"epochs": 80, "batch_size": 32, "image_size": 128, "width": 48, "depth": 4,
                  "crops_per_photo": 1500, "early_stopping_patience": 10},
     }
+
+    def check(self) -> None:
+        super().check()
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be positive, or 0 to choose it on validation. "
+                             f"Received: temperature={self.temperature}")

@@ -14,12 +14,20 @@ import tensorflow as tf
 from apps.colorize import color, data, serving
 from apps.colorize import model as model_lib
 from apps.colorize.config import Config
+from core import training
 from core.data import batched, read_bytes
 from core.pipeline import Pipeline as BasePipeline
 from core.plots import image_grid_png
 
 GRID_FILE = "colorized_test_photos.png"
+HINTS_GRID_FILE = "colorized_test_photos_hinted.png"
 MIN_CROP = 0.7
+# Simulated user clicks while training: half the examples get none (what serving_default sees), the
+# others 1..MAX_HINTS at random pixels, each the true colour averaged over its 3 x 3 neighbourhood.
+HINTED_FRACTION = 0.5
+MAX_HINTS = 10
+EVAL_HINTS = (1, 5)  # about this many clicks per test photo for the hints{k}_psnr metrics
+TEMPERATURES = (0.2, 0.3, 0.38, 0.5, 0.7, 1.0)  # annealed-mean candidates tried on the validation split
 
 
 class Pipeline(BasePipeline):
@@ -35,17 +43,20 @@ class Pipeline(BasePipeline):
     config_class = Config
 
     @property
-    def centers(self) -> np.ndarray | None:
-        """ab bin centres of the classifier head (None for the l2 regression baseline)."""
-        return color.ab_bin_centers(self.config.bin_size) if self.config.loss == "bins" else None
+    def temperature(self) -> float:
+        """The annealed-mean temperature: the config's, else the one chosen on validation after fit()."""
+        return self.config.temperature or self.state.get("temperature", 0.38)
+
+    @property
+    def centers(self) -> np.ndarray:
+        """ab bin centres of the classifier head."""
+        return color.ab_bin_centers(self.config.bin_size)
 
     def load_data(self):
         cfg = self.config
         splits = data.load(cfg.data, cfg.image_size, cfg.crops_per_photo, cfg.val_fraction,
                            cfg.test_fraction, cfg.seed)
-        self.state = {"num_bins": len(color.ab_bin_centers(cfg.bin_size))}
-        if cfg.loss == "bins":
-            self.state["bin_prior"] = self._bin_prior(splits.train)
+        self.state = {"num_bins": len(self.centers), "bin_prior": self._bin_prior(splits.train)}
         return splits
 
     def _bin_prior(self, train: tf.data.Dataset) -> list[float]:
@@ -53,7 +64,7 @@ class Pipeline(BasePipeline):
         centers = tf.constant(self.centers)
         counts = np.zeros(len(self.centers))
         for rgb in batched(train.take(self.config.prior_images), 256, cache=False):
-            _, ab = lab_targets(rgb)
+            _, ab = examples(rgb)
             _, nearest = color.soft_encode(ab, centers, self.config.soft_sigma)
             counts += np.bincount(nearest.numpy().ravel(), minlength=len(counts))
         return [round(float(p), 8) for p in counts / max(counts.sum(), 1.0)]
@@ -63,10 +74,8 @@ class Pipeline(BasePipeline):
 
     def compile_model(self, model):
         cfg = self.config
-        weights = None
-        if cfg.loss == "bins":
-            weights = color.rebalancing_weights(np.asarray(self.state["bin_prior"]), self.centers,
-                                                cfg.rebalance, cfg.soft_sigma)
+        weights = color.rebalancing_weights(np.asarray(self.state["bin_prior"]), self.centers, cfg.rebalance,
+                                            cfg.soft_sigma)
         model.compile(optimizer=keras.optimizers.AdamW(self.learning_rate, weight_decay=1e-4),
                       loss=model_lib.make_loss(cfg, self.centers, weights), jit_compile=cfg.jit_compile)
 
@@ -74,12 +83,36 @@ class Pipeline(BasePipeline):
         augment = self.config.augment
 
         def train_example(rgb):
-            return lab_targets(random_crops_and_flips(rgb) if augment else rgb)
+            return examples(random_crops_and_flips(rgb) if augment else rgb, simulate_hints=True)
 
         b = self.global_batch_size
         train = batched(splits.train, b, shuffle=True, seed=self.config.seed, map_fn=train_example)
-        val = batched(splits.val, b, map_fn=lab_targets)
+        val = batched(splits.val, b, map_fn=examples)
         return train, val
+
+    def fit(self) -> dict:
+        result = super().fit()
+        if not self.config.temperature:
+            result["temperature_choice"] = self.choose_temperature()
+            self.save()
+            training.update_json(self.workdir / "metrics.json", fit=result)
+        return result
+
+    def choose_temperature(self) -> dict:
+        """Sets the annealed-mean temperature of the highest validation PSNR among those whose outputs
+        keep at least `min_colorfulness` of the originals' colourfulness (among all if none does)."""
+        batches = list(batched(self.datasets().val, 256, cache=False))
+        if not batches:  # no validation photos: the default temperature stays
+            return {}
+        rgb = tf.concat(batches, axis=0) / 255.0
+        scores = {}
+        for temperature in TEMPERATURES:
+            colorize = serving.make_colorizer(self.require_model(), self.config.image_size, self.centers, temperature)
+            scores[temperature] = quality(colorize(rgb), rgb)
+        allowed = [t for t in TEMPERATURES if scores[t]["colorfulness_fraction"] >= self.config.min_colorfulness]
+        best = max(allowed or TEMPERATURES, key=lambda t: scores[t]["psnr"])
+        self.state["temperature"] = best
+        return {"temperature": best, "validation": {str(t): s for t, s in scores.items()}}
 
     def extra_callbacks(self):
         # Small photo sets plateau early at a high learning rate; halving it keeps the loss falling.
@@ -88,31 +121,28 @@ class Pipeline(BasePipeline):
     def compute_metrics(self, test):
         cfg = self.config
         colorize = tf.function(serving.make_colorizer(self.require_model(), cfg.image_size, self.centers,
-                                                      cfg.temperature))
-        originals, outputs, grays = [], [], []
-        for rgb in batched(test, 64, cache=False):
-            rgb = rgb / 255.0
-            # Rounded to 8 bits, as the served PNG is.
-            outputs.append(np.round(colorize(rgb).numpy() * 255.0))
-            grays.append(np.round(color.gray_rgb(color.lightness(rgb)).numpy() * 255.0))
-            originals.append(np.round(rgb.numpy() * 255.0))
-        originals, outputs, grays = (np.concatenate(x).astype(np.float32) for x in (originals, outputs, grays))
-        reference = color.colorfulness(originals).mean()
-        metrics = {"original_colorfulness": float(reference)}
-        for prefix, images in (("", outputs), ("gray_", grays)):
-            metrics[f"{prefix}psnr"] = float(tf.reduce_mean(tf.image.psnr(images, originals, 255.0)))
-            metrics[f"{prefix}ssim"] = float(tf.reduce_mean(tf.image.ssim(images, originals, 255.0)))
-            metrics[f"{prefix}colorfulness_fraction"] = float(color.colorfulness(images).mean()
-                                                              / max(reference, 1e-6))
-        picks = np.unique(np.linspace(0, len(originals) - 1, min(8, len(originals))).round().astype(int))
-        image_grid_png([[grays[i].astype(np.uint8), outputs[i].astype(np.uint8), originals[i].astype(np.uint8)]
-                        for i in picks], self.workdir / GRID_FILE,
-                       titles=("input (L only)", "colorized", "original"))
+                                                      self.temperature))
+        rgb = tf.concat(list(batched(test, 256, cache=False)), axis=0) / 255.0
+        gray = color.gray_rgb(color.lightness(rgb))
+        outputs = {"": colorize(rgb), "gray_": gray}
+        for k in EVAL_HINTS:
+            outputs[f"hints{k}_"] = colorize(rgb, simulated_hints(rgb, k, seed=k))
+        metrics = {"original_colorfulness": float(color.colorfulness(to_8bit(rgb)).mean())}
+        for prefix, images in outputs.items():
+            metrics.update({f"{prefix}{k}": v for k, v in quality(images, rgb).items()})
+        metrics["psnr_over_gray"] = metrics["psnr"] - metrics["gray_psnr"]
+        metrics["ssim_over_gray"] = metrics["ssim"] - metrics["gray_ssim"]
+        picks = np.unique(np.linspace(0, len(rgb) - 1, min(8, len(rgb))).round().astype(int))
+        for path, key, title in ((GRID_FILE, "", "colorized"),
+                                 (HINTS_GRID_FILE, f"hints{EVAL_HINTS[0]}_", f"{EVAL_HINTS[0]} hint (true colour)")):
+            columns = [to_8bit(image).astype(np.uint8) for image in (gray, outputs[key], rgb)]
+            image_grid_png([[column[i] for column in columns] for i in picks], self.workdir / path,
+                           titles=("input (L only)", title, "original"))
         return metrics
 
     def make_endpoints(self):
         cfg = self.config
-        return serving.make_endpoints(self.require_model(), cfg.image_size, self.centers, cfg.temperature)
+        return serving.make_endpoints(self.require_model(), cfg.image_size, self.centers, self.temperature)
 
     def encode_request(self, raw_inputs: Sequence[Any]):
         return {"image_bytes": tf.constant([read_bytes(x) for x in raw_inputs], tf.string)}
@@ -125,6 +155,13 @@ class Pipeline(BasePipeline):
                             "png_base64": base64.b64encode(png).decode("ascii")})
         return answers
 
+    def predict_with_hints(self, raw_inputs: Sequence[Any], hints) -> list[Any]:
+        """Like predict(), with colour hints [N, K, 4]: K clicks (x, y, a, b) per input, x and y in its
+        pixels, a and b in Lab units; rows outside the image (x = -1) are padding."""
+        inputs = dict(self.encode_request(list(raw_inputs)), hints=tf.constant(hints, tf.float32))
+        outputs = self.endpoints["colorize_with_hints"](**inputs)
+        return self.decode_response({k: v.numpy() for k, v in outputs.items()})
+
     def sample_inputs(self, n: int = 4):
         """Black-and-white PNGs of test photos: what a user of this app has."""
         images = [x for x in self.datasets().test.take(n)]
@@ -133,7 +170,10 @@ class Pipeline(BasePipeline):
 
     def example_requests(self):
         images = tf.stack([x for x in self.datasets().test.take(3)])
+        # Two red clicks per photo, and a padding row.
+        hints = tf.constant([[[4.0, 5.0, 60.0, 40.0], [10.0, 3.0, 55.0, 30.0], [-1.0, -1.0, 0.0, 0.0]]] * 4)
         return {"serving_default": self.encode_request(self.sample_inputs(4)),
+                "colorize_with_hints": dict(self.encode_request(self.sample_inputs(4)), hints=hints),
                 "colorize_images": {"images": images}}
 
 
@@ -151,8 +191,47 @@ def random_crops_and_flips(rgb: tf.Tensor) -> tf.Tensor:
     return tf.image.crop_and_resize(rgb, boxes, tf.range(n), rgb.shape[1:3])
 
 
-def lab_targets(rgb: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """RGB batch in 0..255 -> (L [N, S, S, 1], ab [N, S/2, S/2, 2] at the model's output resolution)."""
+def examples(rgb: tf.Tensor, simulate_hints: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
+    """RGB batch in 0..255 -> (model input: L and hint maps [N, S, S, 4], ab targets [N, S/2, S/2, 2]
+    at the model's output resolution). Hints are simulated from the true colours, or absent."""
     lab = color.rgb_to_lab(rgb / 255.0)
+    if simulate_hints:
+        n = tf.shape(rgb)[0]
+        counts = tf.random.uniform([n], 1, MAX_HINTS + 1, tf.int32)
+        counts = tf.where(tf.random.uniform([n]) < HINTED_FRACTION, counts, 0)
+        hints = hint_maps_from(lab, counts)
+    else:
+        hints = serving.no_hints(lab[..., :1])
     stride = model_lib.OUTPUT_STRIDE
-    return lab[..., :1], tf.nn.avg_pool2d(lab[..., 1:], stride, stride, "VALID")
+    return tf.concat([lab[..., :1], hints], -1), tf.nn.avg_pool2d(lab[..., 1:], stride, stride, "VALID")
+
+
+def hint_maps_from(lab: tf.Tensor, counts: tf.Tensor, seed: tf.Tensor | None = None) -> tf.Tensor:
+    """Hint maps [N, S, S, 3] of about counts[i] clicks at random pixels of Lab photo i, each the true ab
+    averaged over the click's 3 x 3 neighbourhood (a person picks the colour of a region, not a pixel)."""
+    size = tf.cast(tf.reduce_prod(tf.shape(lab)[1:3]), tf.float32)
+    shape = tf.shape(lab)[:3]
+    noise = tf.random.uniform(shape) if seed is None else tf.random.stateless_uniform(shape, seed)
+    mask = tf.cast(noise < tf.cast(counts, tf.float32)[:, None, None] / size, tf.float32)[..., None]
+    ab = tf.nn.avg_pool2d(lab[..., 1:], 3, 1, "SAME")
+    return tf.concat([ab * mask, mask], axis=-1)
+
+
+def simulated_hints(rgb: tf.Tensor, count: int, seed: int) -> tf.Tensor:
+    """Reproducible hint maps: about `count` true-colour clicks per photo of rgb [N, S, S, 3] in 0..1."""
+    counts = tf.fill(tf.shape(rgb)[:1], count)
+    return hint_maps_from(color.rgb_to_lab(rgb), counts, seed=tf.constant([seed, 0]))
+
+
+def to_8bit(rgb: tf.Tensor) -> np.ndarray:
+    """rgb in 0..1 -> float32 in 0..255 rounded to 8 bits, as the served PNG is."""
+    return np.round(np.asarray(rgb) * 255.0).astype(np.float32)
+
+
+def quality(outputs: tf.Tensor, originals: tf.Tensor) -> dict[str, float]:
+    """PSNR, SSIM and colourfulness fraction of outputs against originals, both rgb [N, S, S, 3] in 0..1."""
+    outputs, originals = to_8bit(outputs), to_8bit(originals)
+    return {"psnr": float(tf.reduce_mean(tf.image.psnr(outputs, originals, 255.0))),
+            "ssim": float(tf.reduce_mean(tf.image.ssim(outputs, originals, 255.0))),
+            "colorfulness_fraction": float(color.colorfulness(outputs).mean()
+                                           / max(color.colorfulness(originals).mean(), 1e-6))}

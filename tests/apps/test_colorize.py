@@ -1,5 +1,5 @@
-"""Colourization: Lab maths, shapes, learning beats the grayscale baseline, its endpoints keep the input's
-size and lightness, the bench's bare model, the folder reader."""
+"""Colourization: Lab maths, shapes, learning beats the grayscale baseline on held-out crops, hints colour
+where they are, its endpoints keep the input's size and lightness, the bench's bare model, the folder reader."""
 
 import base64
 import io
@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from apps.colorize import Config, Pipeline, color
+from apps.colorize import Config, Pipeline, color, serving
 from apps.colorize.bench import BENCH
 from apps.colorize.model import build_model
 from core.bench import check_bars
@@ -20,6 +20,11 @@ from core.testing import shared_dataset, signature_names, smoke_fit
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     return smoke_fit(Pipeline, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def exported(trained, tmp_path_factory):
+    return trained[0].export(tmp_path_factory.mktemp("exports"))
 
 
 def test_lab_conversion_matches_skimage():
@@ -74,11 +79,8 @@ def test_colorfulness_of_gray_and_colour():
 def test_model_output_shapes():
     p = Pipeline(Config.preset("smoke"))
     model = p.build_model()
-    out = model(np.zeros((2, 32, 32, 1), np.float32))
+    out = model(np.zeros((2, 32, 32, 4), np.float32))
     assert tuple(out.shape) == (2, 16, 16, len(color.ab_bin_centers(10.0)))
-    l2 = Pipeline(Config.preset("smoke", loss="l2"))
-    l2.state = dict(p.state)
-    assert tuple(l2.build_model()(np.zeros((1, 32, 32, 1), np.float32)).shape) == (1, 16, 16, 2)
     with pytest.raises(ValueError, match="Received: image_size=30"):
         build_model(Config.preset("smoke", image_size=30), 10)
 
@@ -104,23 +106,66 @@ def test_smoke_fit_beats_grayscale_baseline(trained):
     # The L channel alone has no colour at all; the model must restore a good part of it.
     assert metrics["gray_colorfulness_fraction"] < 0.01
     assert metrics["colorfulness_fraction"] > 0.3, metrics
-    # And not by painting at random: PSNR stays near or above the grayscale baseline's.
-    assert 12.0 < metrics["psnr"] < 60.0 and metrics["psnr"] > metrics["gray_psnr"] - 1.0, metrics
+    # And not by painting at random: closer to the held-out photos than their gray version.
+    assert 12.0 < metrics["psnr"] < 60.0 and metrics["psnr"] > metrics["gray_psnr"], metrics
     assert 0.0 < metrics["ssim"] <= 1.0
+    # The decoding temperature was chosen on the validation photos, and serves.
+    choice = result["temperature_choice"]
+    assert p.temperature == choice["temperature"] == p.state["temperature"] and len(choice["validation"]) > 1
+    # True-colour hints bring the output closer still.
+    assert metrics["hints5_psnr"] > metrics["psnr"], metrics
     assert (p.workdir / "colorized_test_photos.png").exists()
     assert json.loads((p.workdir / "metrics.json").read_text())["test"]["psnr"] == metrics["psnr"]
+
+
+def test_hint_maps_place_clicks_in_the_model_cells():
+    # A 100 x 200 photo (height x width) seen at 4 x 4: x=150, y=10 is cell (row 0, col 3).
+    hints = tf.constant([[[150.0, 10.0, 50.0, -20.0], [160.0, 20.0, 30.0, 0.0], [-1.0, -1.0, 99.0, 99.0],
+                          [0.0, 99.0, 500.0, 10.0]]])
+    maps = serving.hint_maps(hints, tf.constant([[100, 200]]), 4).numpy()[0]
+    np.testing.assert_allclose(maps[0, 3], [40.0, -10.0, 1.0])  # two clicks in one cell: averaged
+    np.testing.assert_allclose(maps[3, 0], [128.0, 10.0, 1.0])  # a beyond Lab's range: clipped
+    assert maps[..., 2].sum() == 2  # the padding row (x = -1) is no click
+
+
+def test_hint_colours_the_photo_where_it_is(trained, exported):
+    p, _ = trained
+    photo = p.sample_inputs(1)
+    width, height = Image.open(io.BytesIO(photo[0])).size
+    # A saturated blue click in the top-left quarter, where the plain answer is not blue.
+    hint = [[[width / 4, height / 4, 10.0, -60.0]]]
+
+    def ab_of(answer):
+        return color.rgb_to_lab(np.asarray(_decode_answer(answer), np.float32) / 255.0).numpy()[..., 1:]
+
+    plain, hinted = ab_of(p.predict(photo)[0]), ab_of(p.predict_with_hints(photo, hint)[0])
+    near = (slice(height // 4 - 2, height // 4 + 3), slice(width // 4 - 2, width // 4 + 3))
+    far = (slice(3 * height // 4, None), slice(3 * width // 4, None))
+    target = np.array([10.0, -60.0])
+    distance = {k: np.linalg.norm(v[near] - target, axis=-1).mean() for k, v in (("plain", plain), ("hinted", hinted))}
+    assert distance["hinted"] < distance["plain"] - 10.0, distance
+    # The click changes its region far more than the opposite corner.
+    assert np.abs(hinted[near] - plain[near]).mean() > 2 * np.abs(hinted[far] - plain[far]).mean()
+    # The export answers the same, and refuses hints that do not match the images, naming them.
+    loaded = tf.saved_model.load(str(exported))
+    request = dict(p.encode_request(photo), hints=tf.constant(hint, tf.float32))
+    exported = loaded.signatures["colorize_with_hints"](**request)["colorized_png_bytes"].numpy()
+    assert p.decode_response({"colorized_png_bytes": exported}) == p.predict_with_hints(photo, hint)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="hints"):
+        loaded.signatures["colorize_with_hints"](image_bytes=request["image_bytes"], hints=tf.zeros([2, 1, 4]))
 
 
 def _decode_answer(answer):
     return Image.open(io.BytesIO(base64.b64decode(answer["png_base64"])))
 
 
-def test_export_keeps_input_size_and_lightness(trained, tmp_path):
+def test_export_keeps_input_size_and_lightness(trained, exported):
     p, _ = trained
-    path = p.export(tmp_path)
+    path = exported
     sigs = signature_names(path)
     assert sigs["serving_default"] == {"inputs": ["image_bytes"], "outputs": ["colorized_png_bytes"]}
     assert sigs["colorize_images"] == {"inputs": ["images"], "outputs": ["colorized_images"]}
+    assert sigs["colorize_with_hints"] == {"inputs": ["hints", "image_bytes"], "outputs": ["colorized_png_bytes"]}
     # A gray JPEG of another size and aspect comes back as a colour PNG of exactly that size.
     gray = np.asarray(Image.fromarray(p.datasets().test.take(1).get_single_element().numpy().astype(np.uint8))
                       .convert("L").resize((70, 45)))
@@ -168,9 +213,11 @@ def test_folder_source_on_real_flowers(tmp_path):
 
 @pytest.mark.slow
 def test_flowers_quality_beats_grayscale(tmp_path):
-    """The bench's quality bars, on a held-out split of real photos: make test-slow."""
+    """The bench's quality goal for one seed, on a held-out split of real photos: make test-slow."""
     shared_dataset("flowers_128")
     p = Pipeline(BENCH.config(Config), workdir=tmp_path)
     p.fit()
-    bars = check_bars(BENCH.bars, p.evaluate())
+    one_run = [(metric.removeprefix("seeds_min_"), op, target) for metric, op, target in BENCH.bars
+               if metric.startswith("seeds_min_")]
+    bars = check_bars(one_run, p.evaluate())
     assert all(bar["met"] for bar in bars), bars
