@@ -1,0 +1,109 @@
+"""Spoken translation settings and presets."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar
+
+from core.config import BaseConfig
+
+
+@dataclasses.dataclass
+class Config(BaseConfig):
+    # Audio the recognizer hears.
+    sample_rate: int = 8000  # Hz; every input is resampled to it in the graph (telephone band)
+    max_seconds: float = 60.0  # longer inputs are refused
+    frame_ms: float = 25.0  # STFT window of the log-mel front end
+    hop_ms: float = 10.0  # hop between frames
+    n_mels: int = 40  # mel bands
+    stack: int = 3  # frames stacked into one model step (a step covers stack * hop_ms)
+    # Causal acoustic model: per-frame LayerNorm, causal convolutions, unidirectional GRUs, CTC over characters.
+    conv_layers: int = 2  # causal 1-D convolutions over the stacked frames
+    conv_channels: int = 128  # channels of each convolution
+    conv_kernel: int = 5  # kernel width in model steps (each sees kernel - 1 past steps)
+    gru_layers: int = 1  # unidirectional GRU layers
+    gru_units: int = 192  # units of each GRU
+    dropout: float = 0.1  # between the layers, in training only
+    # SpecAugment (training only).
+    time_masks: int = 2  # time masks per clip
+    time_mask_frames: int = 8  # longest time mask, in frames
+    freq_masks: int = 2  # frequency masks per clip
+    freq_mask_bins: int = 5  # widest frequency mask, in mel bins
+    # Waveform augmentation of training batches (speech_commands' augment: gain and background noise).
+    augment: bool = True  # gain and noise per training batch (val/test clips get theirs once, fixed)
+    shift_ms: float = 0.0  # largest time shift either way (0: none; clips carry their own silence)
+    gain_db: float = 9.0  # gain uniform in [-gain_db, +gain_db / 3]
+    snr_db_min: float = 10.0  # lowest signal-to-noise ratio of the added noise
+    snr_db_max: float = 40.0  # highest signal-to-noise ratio of the added noise
+    # Decoding.
+    beam_width: int = 8  # beams of the `transcribe_beam` signature (serving_default decodes greedily)
+    # Embedded data: eSpeak NG speaking the built-in sentences (sentences.py).
+    sentences: int = 0  # how many of the built-in sentences to speak (0: all)
+    train_voices: int = 12  # training renders of each sentence, each with a fresh voice
+    test_voices: int = 2  # val and test renders of each sentence, by voice variants training never hears
+    # Real data (folders, TSV, tfds:).
+    val_fraction: float = 0.1  # share of the sentences held out for validation (split by sentence)
+    test_fraction: float = 0.15  # share of the sentences held out for testing (split by sentence)
+    max_train_seconds: float = 0.0  # folders: longer training/validation clips are skipped (0: max_seconds)
+    synthetic_voices: int = 0  # folders: eSpeak renders of each training sentence added to the training audio
+    real_training_audio: bool = True  # folders: false trains on the eSpeak renders alone (synthetic-only baseline)
+    text_pairs: str = ""  # extra pairs: folder of train.en + train.fr/.es (a path, or a name under CATALOGUE_DATA)
+    max_text_pairs: int = 0  # 0: every extra pair; otherwise the first N of each language
+    # Translation model (apps.translation's Translator, one model for both languages: a tag picks the target).
+    translation_vocab_size: int = 800  # wordpiece vocabulary per side
+    translation_max_length: int = 32  # tokens per side
+    translation_dim: int = 64  # width
+    translation_heads: int = 4  # attention heads
+    translation_ff_dim: int = 128  # feed-forward width
+    translation_layers: int = 1  # encoder and decoder blocks each
+    translation_dropout: float = 0.0  # inside the blocks
+    translation_epochs: int = 40  # upper bound of the translation phase
+    translation_steps_per_epoch: int = 50  # steps of one translation epoch (the pairs are repeated)
+    translation_batch_size: int = 32  # sentence pairs per step
+    translation_learning_rate: float = 3e-3  # peak rate after the warmup (inverse square root decay)
+    translation_warmup_steps: int = 100  # linear warmup of the translation phase
+    translation_budget_s: float = 0.0  # wall-clock budget of the translation phase (0: none)
+    translation_decode: str = "greedy"  # greedy | beam, in serving_default
+    translation_beam_size: int = 3  # beams when translation_decode is beam
+    target_language: str = "fr"  # what predict() translates into when an input names no language
+    speed_clips: int = 8  # test clips timed for the real-time factors and the streaming check
+    eval_max_clips: int = 0  # 0: score every test clip; otherwise the first N
+
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        "smoke": {"epochs": 5, "steps_per_epoch": 40, "batch_size": 16, "learning_rate": 5e-3, "sentences": 8,
+                  "train_voices": 12, "conv_channels": 64, "gru_units": 96, "time_masks": 0, "freq_masks": 0,
+                  "dropout": 0.0, "translation_epochs": 3, "translation_steps_per_epoch": 40,
+                  "translation_vocab_size": 300, "translation_warmup_steps": 30, "speed_clips": 2, "verbose": 0,
+                  "early_stopping_patience": 100},
+        "demo": {"epochs": 40, "steps_per_epoch": 40, "batch_size": 16, "learning_rate": 5e-3, "sentences": 16,
+                 "train_voices": 12,
+                 "conv_channels": 64, "gru_units": 128, "time_masks": 1, "freq_masks": 1, "dropout": 0.0,
+                 "time_budget_s": 50, "budget_ends_schedule": True, "translation_epochs": 20,
+                 "translation_budget_s": 12, "speed_clips": 4, "early_stopping_patience": 100},
+        "full": {"epochs": 80, "batch_size": 32, "learning_rate": 2e-3, "train_voices": 40, "test_voices": 4,
+                 "gru_layers": 2, "gru_units": 256, "conv_channels": 192, "translation_dim": 128,
+                 "translation_ff_dim": 256, "translation_layers": 2, "translation_epochs": 100,
+                 "early_stopping_patience": 12, "translation_decode": "beam"},
+    }
+
+    def check(self) -> None:
+        super().check()
+        if self.translation_decode not in ("greedy", "beam"):
+            raise ValueError(f"translation_decode must be 'greedy' or 'beam'. "
+                             f"Received: translation_decode={self.translation_decode!r}")
+        for key in ("stack", "conv_kernel", "gru_layers", "gru_units", "n_mels", "train_voices", "test_voices"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key} must be at least 1. Received: {key}={getattr(self, key)!r}")
+
+    @property
+    def frame_length(self) -> int:
+        return int(round(self.sample_rate * self.frame_ms / 1000.0))
+
+    @property
+    def frame_step(self) -> int:
+        return int(round(self.sample_rate * self.hop_ms / 1000.0))
+
+    @property
+    def step_samples(self) -> int:
+        """Samples per model step: clips are padded, and stream chunks cut, to a multiple of it."""
+        return self.frame_step * self.stack

@@ -1,0 +1,57 @@
+"""The built-in sentences the embedded preset speaks: English with French and Spanish translations.
+
+Short sentences of travel, meetings and the telephone, written for this app.
+"""
+
+from __future__ import annotations
+
+# (English, French, Spanish)
+SENTENCES: tuple[tuple[str, str, str], ...] = (
+    ("Good morning.", "Bonjour.", "Buenos días."),
+    ("Thank you very much.", "Merci beaucoup.", "Muchas gracias."),
+    ("Where is the train station?", "Où est la gare ?", "¿Dónde está la estación de tren?"),
+    ("The meeting starts at nine.", "La réunion commence à neuf heures.", "La reunión empieza a las nueve."),
+    ("Please call me tomorrow.", "Appelez-moi demain, s'il vous plaît.", "Por favor, llámame mañana."),
+    ("I would like a cup of coffee.", "Je voudrais une tasse de café.", "Quisiera una taza de café."),
+    ("The weather is very cold today.", "Il fait très froid aujourd'hui.", "Hoy hace mucho frío."),
+    ("My phone number has changed.", "Mon numéro de téléphone a changé.", "Mi número de teléfono ha cambiado."),
+    ("Please enter your password.", "Veuillez saisir votre mot de passe.", "Por favor, introduzca su contraseña."),
+    ("All lines are busy now.", "Toutes les lignes sont occupées.", "Todas las líneas están ocupadas."),
+    ("The doctor will see you soon.", "Le médecin va bientôt vous recevoir.", "El médico le atenderá pronto."),
+    ("We are waiting for the bus.", "Nous attendons le bus.", "Estamos esperando el autobús."),
+    ("How much does this ticket cost?", "Combien coûte ce billet ?", "¿Cuánto cuesta este billete?"),
+    ("The museum is closed on Monday.", "Le musée est fermé le lundi.", "El museo está cerrado los lunes."),
+    ("Can you speak more slowly?", "Pouvez-vous parler plus lentement ?", "¿Puede hablar más despacio?"),
+    ("I do not understand the question.", "Je ne comprends pas la question.", "No entiendo la pregunta."),
+    ("The children are playing in the garden.", "Les enfants jouent dans le jardin.",
+     "Los niños juegan en el jardín."),
+    ("Your order has been sent.", "Votre commande a été envoyée.", "Su pedido ha sido enviado."),
+    ("The hotel is near the river.", "L'hôtel est près de la rivière.", "El hotel está cerca del río."),
+    ("Please leave a message after the tone.", "Veuillez laisser un message après le bip.",
+     "Por favor, deje un mensaje después del tono."),
+    ("She reads a book every week.", "Elle lit un livre chaque semaine.", "Ella lee un libro cada semana."),
+    ("The flight has been cancelled.", "Le vol a été annulé.", "El vuelo ha sido cancelado."),
+    ("We need more time.", "Nous avons besoin de plus de temps.", "Necesitamos más tiempo."),
+    ("Turn left at the next street.", "Tournez à gauche à la prochaine rue.",
+     "Gire a la izquierda en la próxima calle."),
+    ("The water is too hot.", "L'eau est trop chaude.", "El agua está demasiado caliente."),
+    ("My brother lives in a small town.", "Mon frère habite dans une petite ville.",
+     "Mi hermano vive en un pueblo pequeño."),
+    ("The store opens at ten.", "Le magasin ouvre à dix heures.", "La tienda abre a las diez."),
+    ("I lost my keys yesterday.", "J'ai perdu mes clés hier.", "Perdí mis llaves ayer."),
+    ("Please close the window.", "Fermez la fenêtre, s'il vous plaît.", "Por favor, cierre la ventana."),
+    ("The red car is mine.", "La voiture rouge est à moi.", "El coche rojo es mío."),
+    ("Dinner is ready.", "Le dîner est prêt.", "La cena está lista."),
+    ("He works at the hospital.", "Il travaille à l'hôpital.", "Él trabaja en el hospital."),
+    ("The room is on the second floor.", "La chambre est au deuxième étage.",
+     "La habitación está en el segundo piso."),
+    ("Goodbye and see you soon.", "Au revoir et à bientôt.", "Adiós y hasta pronto."),
+    ("The dog is sleeping under the table.", "Le chien dort sous la table.", "El perro duerme debajo de la mesa."),
+    ("Your call is important to us.", "Votre appel est important pour nous.",
+     "Su llamada es importante para nosotros."),
+    ("I am learning to swim.", "J'apprends à nager.", "Estoy aprendiendo a nadar."),
+    ("The bread is fresh this morning.", "Le pain est frais ce matin.", "El pan está fresco esta mañana."),
+    ("Please wait for the next operator.", "Veuillez attendre le prochain opérateur.",
+     "Por favor, espere al próximo operador."),
+    ("We walked along the beach.", "Nous avons marché le long de la plage.", "Caminamos por la playa."),
+)
