@@ -11,7 +11,8 @@ DATA ?= embedded
 # make test: pytest-xdist workers, each running whole files with one TF compute thread (much of a file's
 # time is graph tracing, one core's work, so a worker per core beats one process using both).
 TEST_WORKERS ?= auto
-APPS := image-classification colorize captioning text-generation speech-commands translation traffic-signs
+APPS := image-classification colorize captioning text-generation speech-commands translation traffic-signs \
+	game-agent image-generation spoken-translation
 
 .PHONY: help demo test test-slow bench lint clean serve serve-docker browser $(addprefix app-,$(APPS))
 
@@ -22,7 +23,7 @@ help:  ## list the targets
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip >/dev/null
-	$(BIN)/pip install -e ".[dev]"
+	$(BIN)/pip install -e ".[dev,eval]"
 	touch $(STAMP)
 
 venv: $(STAMP)  ## create .venv and install the project (pip install -e .[dev])
