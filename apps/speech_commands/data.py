@@ -194,9 +194,5 @@ def tfds_source(name: str, config) -> Splits:
 
 
 def load(config) -> Splits:
-    source = Source.parse(config.data)
-    if source.kind == "embedded":
-        return embedded(config)
-    if source.kind == "tfds":
-        return tfds_source(source.value, config)
-    return folder(source.value, config)
+    return Source.load(config.data, embedded=lambda: embedded(config),
+                       tfds=lambda name: tfds_source(name, config), path=lambda path: folder(path, config))
