@@ -8,6 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
+from core.plots import _pyplot
+from core.plots import _save as save_figure
+
 
 def tile(images: np.ndarray, rows: int, gap: int = 1, zoom: int = 1) -> np.ndarray:
     """uint8 images [rows * cols, S, S, C] -> one uint8 picture, row-major, with a grey gap between."""
@@ -28,22 +31,8 @@ def zoom_for(size: int) -> int:
     return max(1, 48 // size)
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")  # headless: servers and CI have no display
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _save(fig, path: str | Path) -> Path:
-    plt = _pyplot()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)  # pyplot keeps every open figure alive otherwise
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def write_png(picture: np.ndarray, path: str | Path) -> Path:
