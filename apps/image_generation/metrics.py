@@ -106,3 +106,18 @@ class PcaGaussian:
             coefficients = self.rng.multivariate_normal(mean, cov, size=len(where))
             out[where] = coefficients @ self.basis + self.mean
         return np.clip(out, 0.0, 255.0).reshape(len(labels), *self.shape).astype(np.float32)
+
+
+def pseudo_classes(train: np.ndarray, others: list[np.ndarray], k: int, seed: int = 0) -> list[np.ndarray]:
+    """k-means clusters of images [N, S, S, 3] in the PCA space of the training images' pixels (as
+    DeepCluster, Caron et al. 2018): classes for an unlabeled set, so that the judge trained on them
+    learns features that tell the data's main modes apart. Returns the cluster ids of `train`, then of
+    each of `others`."""
+    from sklearn.cluster import KMeans
+    from sklearn.decomposition import PCA
+
+    flat = lambda x: np.asarray(x, np.float32).reshape(len(x), -1) / 255.0  # noqa: E731
+    pca = PCA(n_components=min(32, len(train), flat(train).shape[1]), random_state=seed).fit(flat(train))
+    kmeans = KMeans(n_clusters=min(k, len(train)), n_init=4, random_state=seed).fit(pca.transform(flat(train)))
+    return [kmeans.labels_.astype(np.int32)] + [kmeans.predict(pca.transform(flat(x))).astype(np.int32)
+                                                 for x in others]

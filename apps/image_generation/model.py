@@ -14,6 +14,8 @@ import keras
 import tensorflow as tf
 from keras import layers
 
+CLUSTERS = 10  # classes of the unconditional judge: k-means clusters of the training images
+
 
 def conditional_batch_norm(x, embedded, channels: int):
     """BatchNorm whose scale and shift depend on the class (de Vries et al. 2017): the class steers every
@@ -129,7 +131,7 @@ class ConditionalGAN(keras.Model):
     """
 
     def __init__(self, generator, discriminator, ema_generator, judge, latent_dim: int, r1_gamma: float,
-                 ema: float, augmentations=(), **kwargs):
+                 ema: float, augmentations=(), conditional: bool = True, **kwargs):
         super().__init__(**kwargs)
         self.generator = generator
         self.discriminator = discriminator
@@ -143,6 +145,7 @@ class ConditionalGAN(keras.Model):
         self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
         self.r1_tracker = keras.metrics.Mean(name="r1")
         self.kid_tracker = keras.metrics.Mean(name="kid")
+        self.conditional = conditional  # without classes, there is no class accuracy of samples to track
         self.accuracy_tracker = keras.metrics.Mean(name="class_accuracy")
         self.d_optimizer = None
         self.built = True  # every part above is a built functional model
@@ -150,7 +153,7 @@ class ConditionalGAN(keras.Model):
     @property
     def metrics(self):
         return [self.d_loss_tracker, self.g_loss_tracker, self.r1_tracker, self.kid_tracker,
-                self.accuracy_tracker]
+                *([self.accuracy_tracker] if self.conditional else [])]
 
     def call(self, inputs, training=False):
         """(noise, class ids) -> images in [-1, 1] from the moving-average generator."""
@@ -227,25 +230,35 @@ class ConditionalGAN(keras.Model):
         real_features, _ = self.judge_outputs(real)
         fake_features, probabilities = self.judge_outputs(fake)
         self.kid_tracker.update_state(kernel_inception_distance(real_features, fake_features))
+        if not self.conditional:
+            return {m.name: m.result() for m in self.metrics[3:]}
         correct = tf.cast(tf.equal(tf.argmax(probabilities, axis=-1, output_type=tf.int32), labels), tf.float32)
         self.accuracy_tracker.update_state(tf.reduce_mean(correct))
         return {m.name: m.result() for m in self.metrics[3:]}
 
 
 def build_model(config, num_classes: int) -> ConditionalGAN:
-    """The untrained GAN for `config` and `num_classes` (>= 2), built, the EMA copy equal to the generator."""
+    """The untrained GAN for `config` and `num_classes`, built, the EMA copy equal to the generator.
+
+    Conditional models need at least 2 classes (the judge classifies them); an unconditional one has one
+    class, and its judge learns CLUSTERS pseudo-classes instead (metrics.pseudo_classes).
+    """
     from apps.image_classification import Config as JudgeConfig
     from apps.image_classification.model import build_model as build_classifier
 
-    if num_classes < 2:
-        raise ValueError(f"num_classes must be at least 2 (the judge classifies). Received: num_classes={num_classes}")
+    if config.conditional and num_classes < 2:
+        raise ValueError(f"A conditional GAN needs at least 2 classes (the judge classifies them); set "
+                         f"conditional=false for unlabeled images. Received: num_classes={num_classes}")
+    if not config.conditional and num_classes != 1:
+        raise ValueError(f"An unconditional GAN has one class. Received: num_classes={num_classes}")
     generator = build_generator(config, num_classes)
     ema_generator = build_generator(config, num_classes, name="ema_generator")
     ema_generator.set_weights(generator.get_weights())
     judge_config = JudgeConfig(image_size=config.image_size, width=config.judge_width, depth=config.judge_depth,
                                augment=False, seed=config.seed)
-    judge = build_classifier(judge_config, num_classes)
+    judge = build_classifier(judge_config, num_classes if config.conditional else CLUSTERS)
     judge.trainable = False
     gan = ConditionalGAN(generator, build_discriminator(config, num_classes), ema_generator, judge,
-                         config.latent_dim, config.r1_gamma, config.ema, config.augmentations(), name="gan")
+                         config.latent_dim, config.r1_gamma, config.ema, config.augmentations(),
+                         conditional=config.conditional, name="gan")
     return gan

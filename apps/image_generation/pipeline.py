@@ -44,7 +44,7 @@ class Pipeline(BasePipeline):
 
     def load_data(self):
         cfg = self.config
-        splits = data.load(cfg.data, cfg.image_size, cfg.val_fraction, cfg.test_fraction, cfg.seed)
+        splits = data.load(cfg.data, cfg.image_size, cfg.val_fraction, cfg.test_fraction, cfg.seed, cfg.conditional)
         self.state = {"class_names": list(splits.info["class_names"])}
         return splits
 
@@ -68,14 +68,21 @@ class Pipeline(BasePipeline):
         return [Phase("judge", prepare=lambda model: None, run=self._train_judge), Phase("train")]
 
     def _train_judge(self, model, splits, workdir):
-        """The metric classifier: image_classification's compact CNN, on the training split only."""
+        """The metric classifier: image_classification's compact CNN, on the training split only, taught the
+        classes, or (unconditional) k-means clusters of the training images."""
         cfg = self.config
         judge = model.judge
         judge.trainable = True
         judge.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy",
                       metrics=["accuracy"])
-        train = batched(splits.train, self.global_batch_size, shuffle=True, seed=cfg.seed)
-        val = batched(splits.val, self.global_batch_size)
+        train_split, val_split = splits.train, splits.val
+        if not cfg.conditional:
+            (train_x, _), (val_x, _) = arrays(train_split), arrays(val_split)
+            train_y, val_y = metrics.pseudo_classes(train_x, [val_x], model_lib.CLUSTERS, seed=cfg.seed)
+            train_split = tf.data.Dataset.from_tensor_slices((train_x, train_y))
+            val_split = tf.data.Dataset.from_tensor_slices((val_x, val_y))
+        train = batched(train_split, self.global_batch_size, shuffle=True, seed=cfg.seed)
+        val = batched(val_split, self.global_batch_size)
         stop = keras.callbacks.EarlyStopping("val_accuracy", mode="max", patience=3, restore_best_weights=True)
         history = judge.fit(train, validation_data=val, epochs=cfg.judge_epochs, callbacks=[stop],
                             verbose=2 if cfg.verbose else 0)
@@ -106,11 +113,15 @@ class Pipeline(BasePipeline):
     def sample_grid(self, samples_per_class: int | None = None) -> np.ndarray:
         """uint8 picture: one row per class (the first 20), the same seeds 0..k-1 in every row."""
         k = samples_per_class or self.config.samples_per_class
-        rows = min(len(self.state["class_names"]), GRID_CLASSES)
-        ids = np.repeat(np.arange(rows), k)
-        seeds = np.tile(np.arange(k), rows)
+        rows = self.grid_rows()
+        ids = np.repeat(np.arange(rows), k) if self.config.conditional else np.zeros(rows * k, np.int64)
+        seeds = np.tile(np.arange(k), rows) if self.config.conditional else np.arange(rows * k)
         images = self.generate(ids, seeds)
         return pictures.tile(images, rows, zoom=pictures.zoom_for(self.config.image_size))
+
+    def grid_rows(self) -> int:
+        """Rows of a sample grid: one per class (the first 20), or 4 of an unconditional model's samples."""
+        return min(len(self.state["class_names"]), GRID_CLASSES) if self.config.conditional else 4
 
     # ------------------------------------------------------------------------------------------
     # Evaluation.
@@ -145,30 +156,35 @@ class Pipeline(BasePipeline):
             result[f"{prefix}nn_distance_median"] = float(np.median(
                 metrics.nearest_distances(images[:len(test_y)], train_x)))
         result["kid_over_baseline"] = result["kid"] / max(result["baseline_kid"], 1e-12)
+        if not cfg.conditional:  # the judge's classes are clusters, not what a sample was asked to be
+            result = {k: v for k, v in result.items() if not k.endswith("class_accuracy")}
         if is_chief():
             self._write_final_pictures(test_x, test_y, baseline, labels, result)
         return result
 
     def _write_final_pictures(self, test_x, test_y, baseline, labels, result):
         names = self.state["class_names"]
-        k, rows = self.config.samples_per_class, min(len(names), GRID_CLASSES)
+        k, rows = self.config.samples_per_class, self.grid_rows()
         zoom = pictures.zoom_for(self.config.image_size)
+        conditional = self.config.conditional
 
         def per_class(images, image_labels):
             picked = []
             for c in range(rows):
-                mine = images[image_labels == c][:k]
+                mine = images[image_labels == c][:k] if self.config.conditional else images[c * k:(c + 1) * k]
                 blank = np.full((k - len(mine), *images.shape[1:]), 128, np.float32)
                 picked.append(np.concatenate([mine, blank]))
             return pictures.tile(np.concatenate(picked), rows, zoom=zoom)
 
         pictures.panels_png(
             [self.sample_grid(), per_class(test_x, test_y), per_class(baseline, labels)],
-            [f"generated (KID {result['kid']:.3g}, class acc. {result['class_accuracy']:.2f})",
-             f"real held-out (class acc. {result['real_class_accuracy']:.2f})",
+            [f"generated (KID {result['kid']:.3g}"
+             + (f", class acc. {result['class_accuracy']:.2f})" if conditional else ")"),
+             "real held-out" + (f" (class acc. {result['real_class_accuracy']:.2f})" if conditional else ""),
              f"PCA-Gaussian baseline (KID {result['baseline_kid']:.3g})"],
             self.workdir / "samples_vs_real.png",
-            title=f"{self.name}: one row per class ({', '.join(names[:rows])})")
+            title=f"{self.name}: " + (f"one row per class ({', '.join(names[:rows])})" if conditional
+                                       else "unconditional samples, real images, baseline"))
         pictures.curves_png(pictures.read_history(self.workdir / "logs" / "history.csv"),
                             self.workdir / "training_curves.png", result["baseline_kid"], title=self.name)
 

@@ -44,9 +44,11 @@ def class_ids(label: tf.Tensor, seeds: tf.Tensor, class_names: list[str]) -> tf.
     known = tf.reduce_any(matches, axis=1) | random
     listed = ", ".join(class_names[:50]) + (f" ... ({len(class_names)} in all)"
                                                               if len(class_names) > 50 else "")
+    valid = ("; this generator is unconditional: every label must be empty" if class_names == [""] else
+             f"; valid labels: {listed} (or an empty label for a random class)")
     check = tf.debugging.Assert(tf.reduce_all(known), [
-        "Invalid label: unknown class name(s)", tf.boolean_mask(label, tf.logical_not(known)),
-        f"; valid labels: {listed} (or an empty label for a random class)"], summarize=8)
+        "Invalid label: unknown class name(s)", tf.boolean_mask(label, tf.logical_not(known)), valid],
+        summarize=8)
     with tf.control_dependencies([check]):
         chosen = tf.argmax(tf.cast(matches, tf.int32), axis=1, output_type=tf.int32)
         return tf.where(random, random_classes(seeds, len(class_names)), chosen)

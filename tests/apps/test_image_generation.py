@@ -178,3 +178,43 @@ def test_bench_bars_read_the_metrics_evaluate_reports(trained):
     checked = check_bars(own, scores)
     assert len(own) == 3
     assert all(bar["value"] is not None and bar["target_value"] is not None for bar in checked), checked
+
+
+@pytest.fixture(scope="module")
+def unconditional(tmp_path_factory):
+    """The smoke preset, unconditional, on the digits written as a flat folder of PNGs (no class folders)."""
+    from sklearn.datasets import load_digits
+
+    folder = tmp_path_factory.mktemp("unlabeled_digits")
+    for i, scan in enumerate(load_digits().images):
+        grey = np.round(scan * (255.0 / 16.0)).astype(np.uint8)
+        Image.fromarray(grey).convert("RGB").save(folder / f"{i:04d}.png")
+    # Without a class to steer it, the generator needs more steps than the conditional smoke run.
+    pipeline, result = smoke_fit(Pipeline, tmp_path_factory, conditional=False, data=str(folder), epochs=25,
+                                 judge_epochs=8)
+    return pipeline, result, pipeline.evaluate()
+
+
+def test_unconditional_mode_learns_unlabeled_images_and_serves_the_empty_label(unconditional, tmp_path):
+    pipeline, result, scores = unconditional
+    assert pipeline.state["class_names"] == [""]
+    # The judge learnt its label-free task: which of 10 k-means clusters a held-out image falls in.
+    assert result["phases"]["judge"]["val_accuracy"] > 0.5, result["phases"]
+    assert scores["kid"] < scores["baseline_kid"], scores
+    assert not [k for k in scores if "class_accuracy" in k] and scores["nn_distance_median"] > 0, scores
+    path = pipeline.export(tmp_path)
+    answers = pipeline.predict_exported(path, [{"label": "", "seed": 3}, {"label": "", "seed": 4}])
+    assert [a["label"] for a in answers] == ["", ""] and answers[0]["png_base64"] != answers[1]["png_base64"]
+    assert answers == pipeline.predict([":3", ":4"])
+    with pytest.raises(tf.errors.InvalidArgumentError, match="unknown class.*7.*unconditional: every label"):
+        pipeline.predict([{"label": "7", "seed": 0}])
+    # Four rows of samples, not one row per class.
+    height, _, _ = tf.io.decode_png((pipeline.workdir / "samples" / "epoch_001.png").read_bytes()).shape
+    assert height == 4 * 49 - 1
+
+
+def test_a_conditional_model_needs_classes():
+    from apps.image_generation.model import build_model
+
+    with pytest.raises(ValueError, match="set conditional=false for unlabeled images"):
+        build_model(Config.preset("smoke"), 1)
