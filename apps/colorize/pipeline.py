@@ -56,7 +56,8 @@ class Pipeline(BasePipeline):
         cfg = self.config
         splits = data.load(cfg.data, cfg.image_size, cfg.crops_per_photo, cfg.val_fraction,
                            cfg.test_fraction, cfg.seed)
-        self.state = {"num_bins": len(self.centers), "bin_prior": self._bin_prior(splits.train)}
+        # update, not replace: a pipeline loaded from its workdir keeps the temperature fit() chose.
+        self.state.update(num_bins=len(self.centers), bin_prior=self._bin_prior(splits.train))
         return splits
 
     def _bin_prior(self, train: tf.data.Dataset) -> list[float]:

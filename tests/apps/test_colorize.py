@@ -112,6 +112,10 @@ def test_smoke_fit_beats_grayscale_baseline(trained):
     # The decoding temperature was chosen on the validation photos, and serves.
     choice = result["temperature_choice"]
     assert p.temperature == choice["temperature"] == p.state["temperature"] and len(choice["validation"]) > 1
+    # ... and stays when another process (catalogue evaluate / export) loads the workdir and its data.
+    reloaded = Pipeline.from_workdir(p.workdir)
+    reloaded.datasets()
+    assert reloaded.state.get("temperature") == reloaded.temperature == choice["temperature"]
     # True-colour hints bring the output closer still.
     assert metrics["hints5_psnr"] > metrics["psnr"], metrics
     assert (p.workdir / "colorized_test_photos.png").exists()
