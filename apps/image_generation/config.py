@@ -13,7 +13,7 @@ AUGMENTATIONS = ("color", "translation", "cutout")
 @dataclasses.dataclass
 class Config(BaseConfig):
     # False: one generator for all images, labels ignored (a folder may then be any tree of images), and
-    # the judge learns to tell an image's quarter turns apart instead of its classes.
+    # the judge learns k-means clusters of the training images instead of their classes.
     conditional: bool = True
     image_size: int = 16  # side of the square images generated (a power of two, at least 8)
     latent_dim: int = 64  # length of the noise vector a seed becomes
