@@ -320,6 +320,22 @@ def resize_square(image: tf.Tensor, size: int) -> tf.Tensor:
     return tf.image.resize(tf.cast(image, tf.float32), (size, size), antialias=True)
 
 
+def image_folder(root: str | Path, size: int, fractions: Sequence[float], seed: int) -> Splits:
+    """Every image under `root`, at any depth and size, as unlabeled float32 [size, size, 3] squares in
+    0..255, split per file by `fractions` (train, val, test) with `seed`."""
+    paths = np.asarray([str(p) for p in list_files(root, IMAGE_EXTENSIONS)])
+    parts = split_indices(len(paths), fractions, seed)
+
+    def make(idx):
+        ds = tf.data.Dataset.from_tensor_slices(paths[idx])
+        return ds.map(lambda p: resize_square(decode_image(tf.io.read_file(p), 3, "image file"), size),
+                      num_parallel_calls=tf.data.AUTOTUNE)
+
+    info = {"source": f"folder: {root}",
+            "sizes": {k: int(len(p)) for k, p in zip(("train", "val", "test"), parts)}}
+    return Splits(make(parts[0]), make(parts[1]), make(parts[2]), info)
+
+
 def decode_resize_images(batch: tf.Tensor, size: Sequence[int], channels: int = 3,
                          input_name: str = "image_bytes", max_pixels: int | None = None) -> tf.Tensor:
     """Batch of encoded images of any sizes -> float32 [N, size[0], size[1], channels] in [0, 255]."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from core.data import IMAGE_EXTENSIONS, Source, Splits, decode_image, list_files, load_tfds, percent_cuts, split_indices
+from core.data import Source, Splits, image_folder, load_tfds, percent_cuts
 from core.data import resize_square as resize
 
 # Whole photos per split; the two motorcycle views show one scene, so both stay in training.
@@ -91,20 +91,6 @@ def embedded(size: int, crops_per_photo: int, seed: int) -> Splits:
     return Splits(datasets["train"], datasets["val"], datasets["test"], info)
 
 
-def folder(root: str, size: int, fractions, seed: int) -> Splits:
-    paths = np.asarray([str(p) for p in list_files(root, IMAGE_EXTENSIONS)])
-    parts = split_indices(len(paths), fractions, seed)
-
-    def make(idx):
-        ds = tf.data.Dataset.from_tensor_slices(paths[idx])
-        return ds.map(lambda p: resize(decode_image(tf.io.read_file(p), 3, "image file"), size),
-                      num_parallel_calls=tf.data.AUTOTUNE)
-
-    info = {"source": f"folder: {root}",
-            "sizes": {k: int(len(p)) for k, p in zip(("train", "val", "test"), parts)}}
-    return Splits(make(parts[0]), make(parts[1]), make(parts[2]), info)
-
-
 def tfds_source(name: str, size: int, fractions, seed: int) -> Splits:
     base, _, split = name.partition(":")
     cuts = percent_cuts(split or "train", fractions)
@@ -126,4 +112,4 @@ def load(spec: str, size: int, crops_per_photo: int, val_fraction: float, test_f
     fractions = (1.0 - val_fraction - test_fraction, val_fraction, test_fraction)
     return Source.load(spec, embedded=lambda: embedded(size, crops_per_photo, seed),
                        tfds=lambda name: tfds_source(name, size, fractions, seed),
-                       path=lambda root: folder(root, size, fractions, seed))
+                       path=lambda root: image_folder(root, size, fractions, seed))

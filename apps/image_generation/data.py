@@ -12,12 +12,8 @@ Unconditional: the same sources with their labels dropped, and a folder may be a
 
 from __future__ import annotations
 
-import numpy as np
-import tensorflow as tf
-
 from apps.image_classification.data import load as load_classified
-from core.data import IMAGE_EXTENSIONS, Source, Splits, decode_image, list_files, split_indices
-from core.data import resize_square as resize
+from core.data import Source, Splits, image_folder
 
 __all__ = ["load", "UNCONDITIONAL_CLASSES"]
 
@@ -29,26 +25,12 @@ def load(spec: str, size: int, val_fraction: float, test_fraction: float, seed: 
     """Train / val / test splits of `spec` at `size` x `size`, with info["class_names"]."""
     if conditional:
         return load_classified(spec, size, val_fraction, test_fraction, seed)
-    fractions = (1.0 - val_fraction - test_fraction, val_fraction, test_fraction)
     source = Source.parse(spec)
-    splits = (unlabeled_folder(source.value, size, fractions, seed) if source.kind == "path"
-              else load_classified(spec, size, val_fraction, test_fraction, seed))
-    unlabel = lambda x, y: (x, tf.zeros([], tf.int32))  # noqa: E731
+    if source.kind == "path":  # any tree of images, sub-folders or not
+        fractions = (1.0 - val_fraction - test_fraction, val_fraction, test_fraction)
+        splits, unlabel = image_folder(source.value, size, fractions, seed), lambda x: (x, 0)
+    else:
+        splits, unlabel = load_classified(spec, size, val_fraction, test_fraction, seed), lambda x, y: (x, 0)
     info = {**splits.info, "class_names": UNCONDITIONAL_CLASSES,
-            "labels": "ignored (unconditional)" if source.kind != "path" else "none (unconditional)"}
+            "labels": "none (unconditional)" if source.kind == "path" else "ignored (unconditional)"}
     return Splits(splits.train.map(unlabel), splits.val.map(unlabel), splits.test.map(unlabel), info)
-
-
-def unlabeled_folder(root: str, size: int, fractions, seed: int) -> Splits:
-    """Every image under `root`, at any depth, split per file."""
-    paths = np.asarray([str(p) for p in list_files(root, IMAGE_EXTENSIONS)])
-    parts = split_indices(len(paths), fractions, seed)
-
-    def make(idx):
-        ds = tf.data.Dataset.from_tensor_slices(paths[idx])
-        return ds.map(lambda p: (resize(decode_image(tf.io.read_file(p), 3, "image file"), size), 0),
-                      num_parallel_calls=tf.data.AUTOTUNE)
-
-    info = {"source": f"folder: {root}",
-            "sizes": {k: int(len(p)) for k, p in zip(("train", "val", "test"), parts)}}
-    return Splits(make(parts[0]), make(parts[1]), make(parts[2]), info)

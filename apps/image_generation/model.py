@@ -230,10 +230,9 @@ class ConditionalGAN(keras.Model):
         real_features, _ = self.judge_outputs(real)
         fake_features, probabilities = self.judge_outputs(fake)
         self.kid_tracker.update_state(kernel_inception_distance(real_features, fake_features))
-        if not self.conditional:
-            return {m.name: m.result() for m in self.metrics[3:]}
-        correct = tf.cast(tf.equal(tf.argmax(probabilities, axis=-1, output_type=tf.int32), labels), tf.float32)
-        self.accuracy_tracker.update_state(tf.reduce_mean(correct))
+        if self.conditional:
+            correct = tf.equal(tf.argmax(probabilities, axis=-1, output_type=tf.int32), labels)
+            self.accuracy_tracker.update_state(tf.reduce_mean(tf.cast(correct, tf.float32)))
         return {m.name: m.result() for m in self.metrics[3:]}
 
 

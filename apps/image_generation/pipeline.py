@@ -171,7 +171,7 @@ class Pipeline(BasePipeline):
         def per_class(images, image_labels):
             picked = []
             for c in range(rows):
-                mine = images[image_labels == c][:k] if self.config.conditional else images[c * k:(c + 1) * k]
+                mine = images[image_labels == c][:k] if conditional else images[c * k:(c + 1) * k]
                 blank = np.full((k - len(mine), *images.shape[1:]), 128, np.float32)
                 picked.append(np.concatenate([mine, blank]))
             return pictures.tile(np.concatenate(picked), rows, zoom=zoom)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from apps.image_generation.data import UNCONDITIONAL_CLASSES
 from core.data import check_utf8
 from core.export import run_model
 
@@ -44,8 +45,8 @@ def class_ids(label: tf.Tensor, seeds: tf.Tensor, class_names: list[str]) -> tf.
     known = tf.reduce_any(matches, axis=1) | random
     listed = ", ".join(class_names[:50]) + (f" ... ({len(class_names)} in all)"
                                                               if len(class_names) > 50 else "")
-    valid = ("; this generator is unconditional: every label must be empty" if class_names == [""] else
-             f"; valid labels: {listed} (or an empty label for a random class)")
+    valid = (f"; valid labels: {listed} (or an empty label for a random class)" if class_names != UNCONDITIONAL_CLASSES
+             else "; this generator is unconditional: every label must be empty")
     check = tf.debugging.Assert(tf.reduce_all(known), [
         "Invalid label: unknown class name(s)", tf.boolean_mask(label, tf.logical_not(known)), valid],
         summarize=8)
