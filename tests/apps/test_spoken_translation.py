@@ -71,6 +71,26 @@ def test_chunked_recognizer_equals_whole_clip():
     np.testing.assert_allclose(np.concatenate(pieces, axis=1), whole, atol=1e-4)
 
 
+def test_fused_ctc_equals_the_dense_form_and_skips_clips_without_a_path():
+    cfg = Config.preset("smoke")
+    model = model_lib.SpokenTranslator(model_lib.build_recognizer(cfg), None)
+    rng = np.random.default_rng(1)
+    step = cfg.step_samples
+    x = {"waveform": tf.zeros([3, 12 * step]), "samples": tf.constant([12 * step, 9 * step, 2 * step])}
+    labels = tf.constant([[2, 3, 3, 4, -1], [5, 6, 7, 8, 9], [2, 2, 2, -1, -1]])  # the last has no CTC path
+    logits = tf.constant(rng.normal(0, 2, [3, 12, audio.NUM_CLASSES]), tf.float32)
+    losses = []
+    for fused in (True, False):
+        model.fused_ctc = fused
+        with tf.GradientTape() as tape:
+            tape.watch(logits)
+            loss = model.compute_loss(x, labels, logits)
+        losses.append((float(loss), tape.gradient(loss, logits).numpy()))
+    assert np.isfinite(losses[0][0]) and losses[0][0] == pytest.approx(losses[1][0], rel=1e-4)
+    np.testing.assert_allclose(losses[0][1], losses[1][1], atol=1e-5)
+    assert not losses[0][1][2].any()  # the clip without a path contributes nothing
+
+
 def test_smoke_beats_the_most_frequent_sentence(trained):
     _, result, metrics = trained
     assert result["phases"]["translation"]["pairs"] > 0
