@@ -135,7 +135,6 @@ class SpokenTranslator(keras.Model):
         super().__init__(**kwargs)
         self.recognizer = recognizer
         self.translator = translator
-        self.fused_ctc = True  # compile_model turns it off under jit_compile
 
     def call(self, inputs, training=None):
         return self.recognizer(inputs["waveform"], training=training)
@@ -151,16 +150,17 @@ class SpokenTranslator(keras.Model):
                                         tf.int32), axis=1)
         feasible = tf.logical_and(logit_length >= label_length + repeats, label_length > 0)
         label_length = tf.where(feasible, label_length, 1)
-        if self.fused_ctc:
+        fused = not self.jit_compile
+        if fused:
             # Sparse labels select TF's fused CTC kernel: on a CPU about 8 times faster than the dense form,
             # which XLA needs (the fused kernel does not compile).
             kept = tf.sequence_mask(label_length, tf.shape(labels)[1])
             padded = tf.SparseTensor(tf.where(kept), tf.boolean_mask(padded, kept),
                                      tf.shape(labels, out_type=tf.int64))
-        loss = tf.nn.ctc_loss(padded, tf.cast(y_pred, tf.float32), None if self.fused_ctc else label_length,
+        loss = tf.nn.ctc_loss(padded, tf.cast(y_pred, tf.float32), None if fused else label_length,
                               logit_length, logits_time_major=False, blank_index=BLANK)
         # Per character, so long and short sentences weigh alike.
-        per_char = loss / tf.cast(tf.maximum(label_length, 1), tf.float32)
+        per_char = loss / tf.cast(label_length, tf.float32)
         return tf.reduce_sum(tf.where(feasible, per_char, 0.0)) / tf.maximum(
             tf.reduce_sum(tf.cast(feasible, tf.float32)), 1.0)
 

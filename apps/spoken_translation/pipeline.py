@@ -117,7 +117,6 @@ class Pipeline(BasePipeline):
 
     def compile_model(self, model):
         model.translator.trainable = False  # learned in its own phase, before the recognizer
-        model.fused_ctc = not self.config.jit_compile
         model.compile(optimizer=keras.optimizers.Adam(self.cosine_learning_rate(warmup_steps=50), clipnorm=1.0),
                       jit_compile=self.config.jit_compile)
 

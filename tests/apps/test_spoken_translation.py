@@ -80,8 +80,9 @@ def test_fused_ctc_equals_the_dense_form_and_skips_clips_without_a_path():
     labels = tf.constant([[2, 3, 3, 4, -1], [5, 6, 7, 8, 9], [2, 2, 2, -1, -1]])  # the last has no CTC path
     logits = tf.constant(rng.normal(0, 2, [3, 12, audio.NUM_CLASSES]), tf.float32)
     losses = []
-    for fused in (True, False):
-        model.fused_ctc = fused
+    for jit in (False, True):  # the fused kernel, then the dense form XLA needs
+        model.jit_compile = jit
+        assert model.jit_compile is jit
         with tf.GradientTape() as tape:
             tape.watch(logits)
             loss = model.compute_loss(x, labels, logits)
