@@ -25,6 +25,9 @@ class Config(BaseConfig):
     # Differentiable augmentations of real and generated images alike before the discriminator (DiffAugment),
     # comma-separated from color, translation, cutout; "" for none.
     diff_augment: str = "translation,cutout"
+    # Weight of AC-GAN's auxiliary loss: the discriminator also classifies real images, and the generator
+    # is asked for images it classifies as their label (0: projection conditioning alone).
+    class_weight: float = 0.5
     beta_1: float = 0.5  # Adam's first-moment decay for both networks
     # The metric classifier (the image_classification app's compact CNN, trained first on the same
     # training split): its features give KID/FID, its predictions the class accuracy of samples.

@@ -1,9 +1,11 @@
-"""A class-conditional DCGAN trained with the non-saturating loss, R1, DiffAugment and an EMA generator.
+"""A class-conditional DCGAN trained with the non-saturating loss, R1, DiffAugment, an auxiliary class loss and an
+EMA generator.
 
 Images live in [-1, 1] inside the model. The generator maps (noise [N, latent], class id [N]) to
 images [N, S, S, 3]; the discriminator scores (image, class id) with a projection head (Miyato & Koyama
 2018): score = w.h + embed(class).h, so the class steers every score without being concatenated to
-pixels. `ConditionalGAN` bundles both, the generator's moving average (what samples and is served) and
+pixels, and a classifier head (AC-GAN) whose loss asks the generator for images of the class it was given.
+`ConditionalGAN` bundles both, the generator's moving average (what samples and is served) and
 the judge: the image_classification app's compact CNN, trained on the same data before the GAN, whose
 features give the validation KID that picks the best epoch.
 """
@@ -48,7 +50,8 @@ def build_generator(config, num_classes: int, name: str = "generator") -> keras.
 
 
 def build_discriminator(config, num_classes: int) -> keras.Model:
-    """(images [N, S, S, 3] in [-1, 1], class id [N]) -> one realness logit per image [N].
+    """(images [N, S, S, 3] in [-1, 1], class id [N]) -> (one realness logit per image [N], class logits
+    [N, classes]: the auxiliary classifier of AC-GAN, Odena et al. 2017).
 
     No normalisation layers: R1 regularises it, and batch statistics would let real and generated
     batches tell each other apart.
@@ -66,8 +69,9 @@ def build_discriminator(config, num_classes: int) -> keras.Model:
     unconditional = layers.Dense(1)(h)[:, 0]
     projection = layers.Embedding(num_classes, channels, name="class_projection")(label)
     score = unconditional + keras.ops.sum(projection * h, axis=-1)
-    return keras.Model([images, label], layers.Activation("linear", dtype="float32")(score),
-                       name="discriminator")
+    class_logits = layers.Dense(num_classes, name="class_logits")(h)
+    float32 = lambda t: layers.Activation("linear", dtype="float32")(t)  # noqa: E731 - under mixed precision
+    return keras.Model([images, label], [float32(score), float32(class_logits)], name="discriminator")
 
 
 def diff_augment(images: tf.Tensor, policies: list[str]) -> tf.Tensor:
@@ -122,7 +126,7 @@ class ConditionalGAN(keras.Model):
         judge: a classifier of images in 0..255 with a nested "features" model and a "probabilities"
             layer (apps.image_classification.model.build_model); frozen here.
         latent_dim: noise length; r1_gamma: R1 weight; ema: moving-average decay;
-        augmentations: DiffAugment policies.
+        augmentations: DiffAugment policies; class_weight: weight of the auxiliary classification loss.
 
     Example:
         >>> gan = build_model(config, num_classes=10)
@@ -131,7 +135,7 @@ class ConditionalGAN(keras.Model):
     """
 
     def __init__(self, generator, discriminator, ema_generator, judge, latent_dim: int, r1_gamma: float,
-                 ema: float, augmentations=(), conditional: bool = True, **kwargs):
+                 ema: float, augmentations=(), conditional: bool = True, class_weight: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         self.generator = generator
         self.discriminator = discriminator
@@ -141,6 +145,7 @@ class ConditionalGAN(keras.Model):
         self.r1_gamma = r1_gamma
         self.ema = ema
         self.augmentations = list(augmentations)
+        self.class_weight = class_weight if conditional else 0.0
         self.d_loss_tracker = keras.metrics.Mean(name="d_loss")
         self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
         self.r1_tracker = keras.metrics.Mean(name="r1")
@@ -176,6 +181,11 @@ class ConditionalGAN(keras.Model):
     def _augment(self, images):
         return diff_augment(images, self.augmentations) if self.augmentations else images
 
+    def _class_loss(self, labels, logits):
+        if not self.class_weight:
+            return tf.constant(0.0)
+        return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
+
     def train_step(self, data):
         real, labels = data
         labels = tf.cast(labels, tf.int32)
@@ -189,21 +199,26 @@ class ConditionalGAN(keras.Model):
             real_aug = self._augment(real)
             with tf.GradientTape() as r1_tape:
                 r1_tape.watch(real_aug)
-                real_logits = self.discriminator([real_aug, labels], training=True)
+                real_logits, real_classes = self.discriminator([real_aug, labels], training=True)
                 summed = tf.reduce_sum(real_logits)  # inside the tape, or it has no gradient
             gradients = r1_tape.gradient(summed, real_aug)
             r1 = tf.reduce_mean(tf.reduce_sum(tf.square(gradients), axis=[1, 2, 3]))
-            fake_logits = self.discriminator([self._augment(fake), labels], training=True)
+            fake_logits, _ = self.discriminator([self._augment(fake), labels], training=True)
             d_loss = tf.reduce_mean(tf.nn.softplus(-real_logits)) + tf.reduce_mean(tf.nn.softplus(fake_logits))
-            d_total = (d_loss + 0.5 * self.r1_gamma * r1) * scale
+            # The classifier head learns the classes from real images only, so it cannot learn to accept
+            # the generator's mistakes.
+            d_class = self._class_loss(labels, real_classes)
+            d_total = (d_loss + 0.5 * self.r1_gamma * r1 + self.class_weight * d_class) * scale
         d_vars = self.discriminator.trainable_variables
-        self.d_optimizer.apply_gradients(zip(tape.gradient(d_total, d_vars), d_vars))
+        # Without the class loss the classifier head has no gradient: leave it out rather than warn each step.
+        self.d_optimizer.apply_gradients([(g, v) for g, v in zip(tape.gradient(d_total, d_vars), d_vars)
+                                          if g is not None])
 
         with tf.GradientTape() as tape:
             fake = self.generator([tf.random.normal([n, self.latent_dim]), labels], training=True)
-            fake_logits = self.discriminator([self._augment(fake), labels], training=True)
+            fake_logits, fake_classes = self.discriminator([self._augment(fake), labels], training=True)
             g_loss = tf.reduce_mean(tf.nn.softplus(-fake_logits))  # non-saturating
-            g_total = g_loss * scale
+            g_total = (g_loss + self.class_weight * self._class_loss(labels, fake_classes)) * scale
         g_vars = self.generator.trainable_variables
         self.optimizer.apply_gradients(zip(tape.gradient(g_total, g_vars), g_vars))
 
@@ -259,5 +274,5 @@ def build_model(config, num_classes: int) -> ConditionalGAN:
     judge.trainable = False
     gan = ConditionalGAN(generator, build_discriminator(config, num_classes), ema_generator, judge,
                          config.latent_dim, config.r1_gamma, config.ema, config.augmentations(),
-                         conditional=config.conditional, name="gan")
+                         conditional=config.conditional, class_weight=config.class_weight, name="gan")
     return gan

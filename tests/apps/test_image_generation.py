@@ -218,3 +218,20 @@ def test_a_conditional_model_needs_classes():
 
     with pytest.raises(ValueError, match="set conditional=false for unlabeled images"):
         build_model(Config.preset("smoke"), 1)
+
+
+@pytest.mark.parametrize("class_weight", [0.0, 0.5])
+def test_the_auxiliary_class_loss_trains_the_discriminators_classifier_only_when_weighted(class_weight):
+    import keras
+
+    from apps.image_generation.model import build_model
+
+    config = Config.preset("smoke", image_size=8, width=32, d_width=8, judge_depth=1, class_weight=class_weight)
+    gan = build_model(config, 3)
+    gan.compile(keras.optimizers.Adam(1e-2), keras.optimizers.Adam(1e-2))
+    head = gan.discriminator.get_layer("class_logits").kernel
+    before = head.numpy()
+    images = tf.random.uniform([6, 8, 8, 3], -1.0, 1.0, seed=0)
+    gan.train_step((images, tf.constant([0, 1, 2, 0, 1, 2])))
+    assert np.array_equal(head.numpy(), before) == (class_weight == 0.0)
+    assert int(gan.d_optimizer.iterations.numpy()) == 1
