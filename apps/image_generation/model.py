@@ -49,9 +49,9 @@ def build_generator(config, num_classes: int, name: str = "generator") -> keras.
     return keras.Model([noise, label], images, name=name)
 
 
-def build_discriminator(config, num_classes: int) -> keras.Model:
+def build_discriminator(config, num_classes: int, classify: bool = True) -> keras.Model:
     """(images [N, S, S, 3] in [-1, 1], class id [N]) -> (one realness logit per image [N], class logits
-    [N, classes]: the auxiliary classifier of AC-GAN, Odena et al. 2017).
+    [N, classes]: the auxiliary classifier of AC-GAN, Odena et al. 2017, trainable when `classify`).
 
     No normalisation layers: R1 regularises it, and batch statistics would let real and generated
     batches tell each other apart.
@@ -69,7 +69,7 @@ def build_discriminator(config, num_classes: int) -> keras.Model:
     unconditional = layers.Dense(1)(h)[:, 0]
     projection = layers.Embedding(num_classes, channels, name="class_projection")(label)
     score = unconditional + keras.ops.sum(projection * h, axis=-1)
-    class_logits = layers.Dense(num_classes, name="class_logits")(h)
+    class_logits = layers.Dense(num_classes, trainable=classify, name="class_logits")(h)
     float32 = lambda t: layers.Activation("linear", dtype="float32")(t)  # noqa: E731 - under mixed precision
     return keras.Model([images, label], [float32(score), float32(class_logits)], name="discriminator")
 
@@ -145,7 +145,7 @@ class ConditionalGAN(keras.Model):
         self.r1_gamma = r1_gamma
         self.ema = ema
         self.augmentations = list(augmentations)
-        self.class_weight = class_weight if conditional else 0.0
+        self.class_weight = class_weight
         self.d_loss_tracker = keras.metrics.Mean(name="d_loss")
         self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
         self.r1_tracker = keras.metrics.Mean(name="r1")
@@ -210,9 +210,7 @@ class ConditionalGAN(keras.Model):
             d_class = self._class_loss(labels, real_classes)
             d_total = (d_loss + 0.5 * self.r1_gamma * r1 + self.class_weight * d_class) * scale
         d_vars = self.discriminator.trainable_variables
-        # Without the class loss the classifier head has no gradient: leave it out rather than warn each step.
-        self.d_optimizer.apply_gradients([(g, v) for g, v in zip(tape.gradient(d_total, d_vars), d_vars)
-                                          if g is not None])
+        self.d_optimizer.apply_gradients(zip(tape.gradient(d_total, d_vars), d_vars))
 
         with tf.GradientTape() as tape:
             fake = self.generator([tf.random.normal([n, self.latent_dim]), labels], training=True)
@@ -272,7 +270,10 @@ def build_model(config, num_classes: int) -> ConditionalGAN:
                                augment=False, seed=config.seed)
     judge = build_classifier(judge_config, num_classes if config.conditional else CLUSTERS)
     judge.trainable = False
-    gan = ConditionalGAN(generator, build_discriminator(config, num_classes), ema_generator, judge,
-                         config.latent_dim, config.r1_gamma, config.ema, config.augmentations(),
-                         conditional=config.conditional, class_weight=config.class_weight, name="gan")
+    # One class has nothing to classify; an untrained head stays frozen, so every trainable weight gets a gradient.
+    class_weight = config.class_weight if config.conditional else 0.0
+    gan = ConditionalGAN(generator, build_discriminator(config, num_classes, classify=class_weight > 0),
+                         ema_generator, judge, config.latent_dim, config.r1_gamma, config.ema,
+                         config.augmentations(), conditional=config.conditional, class_weight=class_weight,
+                         name="gan")
     return gan

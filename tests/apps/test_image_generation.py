@@ -11,6 +11,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -222,8 +223,6 @@ def test_a_conditional_model_needs_classes():
 
 @pytest.mark.parametrize("class_weight", [0.0, 0.5])
 def test_the_auxiliary_class_loss_trains_the_discriminators_classifier_only_when_weighted(class_weight):
-    import keras
-
     from apps.image_generation.model import build_model
 
     config = Config.preset("smoke", image_size=8, width=32, d_width=8, judge_depth=1, class_weight=class_weight)
