@@ -59,6 +59,22 @@ def nearest_distances(queries: np.ndarray, references: np.ndarray, chunk: int = 
     return np.concatenate(out)
 
 
+def training_nearest_fraction(queries: np.ndarray, train: np.ndarray, held_out: np.ndarray) -> dict[str, float]:
+    """How often a query's nearest image among train + held_out is a training image, against chance.
+
+    Images the model never saw (held_out) and those it trained on come from one distribution: for samples
+    that do not depend on which images were trained on, each of the pooled images is equally likely to be
+    the nearest, so a training image is with probability len(train) / (len(train) + len(held_out)),
+    however typical or blurry the samples are. Memorised samples sit nearer their training images and push
+    the fraction above chance; `z` is the excess in binomial standard deviations.
+    """
+    nearer = nearest_distances(queries, train) < nearest_distances(queries, held_out)
+    chance = len(train) / (len(train) + len(held_out))
+    fraction = float(np.mean(nearer))
+    return {"fraction": fraction, "chance": chance,
+            "z": (fraction - chance) / np.sqrt(chance * (1.0 - chance) / max(len(queries), 1))}
+
+
 def principal_axes(centred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(variances, unit axes as rows), largest first, from the eigenvectors of the smaller Gram matrix
     (an SVD of a 1,348 x 768 matrix took 13 s on a busy 2-core machine, this about one)."""

@@ -144,8 +144,16 @@ class Pipeline(BasePipeline):
             return features, np.argmax(np.concatenate([p.numpy() for _, p in outputs]), axis=-1)
 
         real_f, real_pred = judged(test_x)
+        val_x, _ = arrays(self.datasets().val)
         result = {"real_class_accuracy": float(np.mean(real_pred == test_y)),
                   "real_nn_distance_median": float(np.median(metrics.nearest_distances(test_x, train_x)))}
+        # Validation photos (unseen, but model selection read them) as queries: the test's own control.
+        for prefix, queries in (("real_", val_x), ("", generated), ("baseline_", baseline)):
+            if not len(queries):  # a source without validation photos has no control
+                continue
+            nearest = metrics.training_nearest_fraction(queries, train_x, test_x)
+            result.update({f"{prefix}nn_train_fraction": nearest["fraction"], f"{prefix}nn_train_z": nearest["z"]})
+        result["nn_train_chance"] = nearest["chance"]
         for prefix, images in (("", generated), ("baseline_", baseline)):
             features, predicted = judged(images)
             result[f"{prefix}kid"] = metrics.kid(real_f, features)
@@ -247,6 +255,8 @@ def arrays(ds: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
     for x, y in batched(ds, 512, cache=False):
         images.append(x.numpy())
         labels.append(y.numpy())
+    if not images:
+        return np.zeros((0, *ds.element_spec[0].shape), np.float32), np.zeros((0,), np.int64)
     return np.concatenate(images).astype(np.float32), np.concatenate(labels).astype(np.int64)
 
 

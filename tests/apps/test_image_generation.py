@@ -163,6 +163,19 @@ def test_metrics_tell_close_from_far_samples():
     assert drawn.shape == (3, 4, 4, 3) and drawn.min() >= 0 and drawn.max() <= 255
 
 
+def test_training_nearest_fraction_is_chance_for_new_draws_and_not_for_copies():
+    rng = np.random.default_rng(1)
+    train, held_out = rng.uniform(0, 255, size=(800, 6, 6, 3)), rng.uniform(0, 255, size=(200, 6, 6, 3))
+    fresh = metrics.training_nearest_fraction(rng.uniform(0, 255, size=(600, 6, 6, 3)), train, held_out)
+    assert fresh["chance"] == 0.8 and abs(fresh["z"]) < 3, fresh
+    # Blurry, typical samples (near the mean of everything) are no copies either.
+    typical = 127.5 + 0.2 * (rng.uniform(0, 255, size=(600, 6, 6, 3)) - 127.5)
+    assert abs(metrics.training_nearest_fraction(typical, train, held_out)["z"]) < 3
+    copies = train[:300] + rng.normal(0, 10, size=(300, 6, 6, 3))
+    copied = metrics.training_nearest_fraction(copies, train, held_out)
+    assert copied["fraction"] == 1.0 and copied["z"] > 5, copied
+
+
 def test_config_refuses_bad_values_naming_the_key():
     with pytest.raises(ValueError, match="image_size"):
         Config.preset("smoke", image_size=24)
