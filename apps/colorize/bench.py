@@ -26,7 +26,8 @@ def bare_colorizer(pipeline, raw_inputs):
     what serving_default adds decoding, resizing, recombination and PNG encoding to."""
     cfg = pipeline.config
     rgb = decode_resize_images(pipeline.encode_request(raw_inputs)["image_bytes"], (cfg.image_size,) * 2)
-    predict_ab = serving.make_ab_predictor(pipeline.require_model(), pipeline.centers, pipeline.temperature)
+    predict_ab = serving.make_ab_predictor(pipeline.require_model(), pipeline.centers, pipeline.temperature,
+                                           pipeline.saturation)
     return predict_ab, color.lightness(rgb / 255.0)
 
 
@@ -74,7 +75,7 @@ def classifier_recipe(out_dir: Path) -> dict[str, float]:
     images, labels = zip(*batched(classifier.datasets().test, 256, cache=False))
     rgb, labels = tf.concat(images, 0) / 255.0, np.concatenate(labels)
     colorize = serving.make_colorizer(colorizer.model, colorizer.config.image_size, colorizer.centers,
-                                      colorizer.temperature)
+                                      colorizer.temperature, colorizer.saturation)
     versions = {"original": rgb, "gray": color.gray_rgb(color.lightness(rgb)), "colorized": colorize(rgb)}
     return {f"{name}_accuracy": float(np.mean(np.argmax(classifier.model(tf.round(v * 255.0), training=False), -1)
                                               == labels)) for name, v in versions.items()}

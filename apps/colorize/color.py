@@ -129,15 +129,15 @@ def rebalancing_weights(prior: np.ndarray, centers: np.ndarray, mix: float = 0.5
     return weights / np.sum(smoothed * weights)
 
 
-def colorfulness(rgb: np.ndarray) -> np.ndarray:
+def colorfulness(rgb) -> tf.Tensor:
     """Hasler and Suesstrunk (2003) colourfulness of RGB images [N, H, W, 3] in 0..255 -> [N].
 
     0 for gray images; about 15 for "slightly", 33 for "moderately", 59 for "quite" colourful.
     """
-    rgb = np.asarray(rgb, np.float64)
-    rg = rgb[..., 0] - rgb[..., 1]
-    yb = 0.5 * (rgb[..., 0] + rgb[..., 1]) - rgb[..., 2]
+    rgb = tf.cast(rgb, tf.float32)
+    red, green, blue = tf.unstack(rgb, axis=-1)
+    rg, yb = red - green, 0.5 * (red + green) - blue
     axes = (-2, -1)
-    spread = np.sqrt(rg.std(axis=axes) ** 2 + yb.std(axis=axes) ** 2)
-    mean = np.sqrt(rg.mean(axis=axes) ** 2 + yb.mean(axis=axes) ** 2)
+    spread = tf.sqrt(tf.math.reduce_variance(rg, axes) + tf.math.reduce_variance(yb, axes))
+    mean = tf.sqrt(tf.reduce_mean(rg, axes) ** 2 + tf.reduce_mean(yb, axes) ** 2)
     return spread + 0.3 * mean

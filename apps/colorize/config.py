@@ -17,7 +17,8 @@ class Config(BaseConfig):
     soft_sigma: float = 5.0  # Gaussian soft encoding of targets over neighbouring bins (ab units)
     rebalance: float = 0.9  # lambda of the class rebalancing: 1.0 turns it off, Zhang et al. use 0.5
     temperature: float = 0.0  # annealed mean: 1 = mean (dull), towards 0 = mode (vivid); 0: chosen on validation
-    min_colorfulness: float = 0.6  # temperature choice: least colourfulness (fraction of the originals') accepted
+    saturation: float = 0.0  # ab gain after the annealed mean (1: none); 0: chosen on validation with the temperature
+    min_colorfulness: float = 0.6  # decoding choice: least colourfulness (fraction of the originals') accepted
     crops_per_photo: int = 400  # embedded data: training crops per photo (val/test take half)
     augment: bool = True  # random zoomed crops (down to MIN_CROP of the side) and flips while training
     prior_images: int = 2048  # training images used to count colour frequencies for rebalancing
@@ -36,6 +37,7 @@ class Config(BaseConfig):
 
     def check(self) -> None:
         super().check()
-        if self.temperature < 0:
-            raise ValueError(f"temperature must be positive, or 0 to choose it on validation. "
-                             f"Received: temperature={self.temperature}")
+        for key in ("temperature", "saturation"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"{key} must be positive, or 0 to choose it on validation. "
+                                 f"Received: {key}={getattr(self, key)}")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from apps.colorize import color
 from core.data import Source, Splits, image_folder, load_tfds, percent_cuts
 from core.data import resize_square as resize
 
@@ -25,6 +26,7 @@ EMBEDDED_SPLITS = {
     "test": ("chelsea", "flower"),
 }
 PYRAMID_LEVELS = 5  # crop scales: from the whole photo's short side down to 1/4 of it
+MIN_COLORFULNESS = 1.0  # below: a black-and-white photo (0), left out of every split; 15 is "slightly colourful"
 
 
 def embedded_photo(name: str) -> np.ndarray:
@@ -110,6 +112,14 @@ def tfds_source(name: str, size: int, fractions, seed: int) -> Splits:
 def load(spec: str, size: int, crops_per_photo: int, val_fraction: float, test_fraction: float,
          seed: int) -> Splits:
     fractions = (1.0 - val_fraction - test_fraction, val_fraction, test_fraction)
-    return Source.load(spec, embedded=lambda: embedded(size, crops_per_photo, seed),
-                       tfds=lambda name: tfds_source(name, size, fractions, seed),
-                       path=lambda root: image_folder(root, size, fractions, seed))
+    splits = Source.load(spec, embedded=lambda: embedded(size, crops_per_photo, seed),
+                         tfds=lambda name: tfds_source(name, size, fractions, seed),
+                         path=lambda root: image_folder(root, size, fractions, seed))
+    return Splits(*(split.filter(has_colour) for split in (splits.train, splits.val, splits.test)),
+                  dict(splits.info, without=f"photos of colourfulness below {MIN_COLORFULNESS} (black and white)"))
+
+
+def has_colour(rgb: tf.Tensor) -> tf.Tensor:
+    """False for a black-and-white photo among colour ones: there is no colour to learn from it, and
+    scored against its own gray version (PSNR about 75 dB) one such photo outweighs dozens of others."""
+    return color.colorfulness(rgb[None])[0] >= MIN_COLORFULNESS

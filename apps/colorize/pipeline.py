@@ -28,6 +28,7 @@ HINTED_FRACTION = 0.5
 MAX_HINTS = 10
 EVAL_HINTS = (1, 5)  # about this many clicks per test photo for the hints{k}_psnr metrics
 TEMPERATURES = (0.2, 0.3, 0.38, 0.5, 0.7, 1.0)  # annealed-mean candidates tried on the validation split
+SATURATIONS = (1.0, 1.1, 1.2, 1.3)  # and the ab gains tried with each
 
 
 class Pipeline(BasePipeline):
@@ -46,6 +47,11 @@ class Pipeline(BasePipeline):
     def temperature(self) -> float:
         """The annealed-mean temperature: the config's, else the one chosen on validation after fit()."""
         return self.config.temperature or self.state.get("temperature", 0.38)
+
+    @property
+    def saturation(self) -> float:
+        """The ab gain after the annealed mean: the config's, else the one chosen on validation after fit()."""
+        return self.config.saturation or self.state.get("saturation", 1.0)
 
     @property
     def centers(self) -> np.ndarray:
@@ -93,27 +99,32 @@ class Pipeline(BasePipeline):
 
     def fit(self) -> dict:
         result = super().fit()
-        if not self.config.temperature:
-            result["temperature_choice"] = self.choose_temperature()
+        if not (self.config.temperature and self.config.saturation):
+            result["decoding_choice"] = self.choose_decoding()
             self.save()
             training.update_json(self.workdir / "metrics.json", fit=result)
         return result
 
-    def choose_temperature(self) -> dict:
-        """Sets the annealed-mean temperature of the highest validation PSNR among those whose outputs
-        keep at least `min_colorfulness` of the originals' colourfulness (among all if none does)."""
+    def choose_decoding(self) -> dict:
+        """Sets the annealed-mean temperature and saturation (those the config leaves at 0) of the highest
+        validation PSNR among those whose outputs keep at least `min_colorfulness` of the originals'
+        colourfulness (among all if none does)."""
+        cfg = self.config
         batches = list(batched(self.datasets().val, 256, cache=False))
-        if not batches:  # no validation photos: the default temperature stays
+        if not batches:  # no validation photos: the defaults stay
             return {}
         rgb = tf.concat(batches, axis=0) / 255.0
+        lightness = serving.model_input(rgb, cfg.image_size)
         scores = {}
-        for temperature in TEMPERATURES:
-            colorize = serving.make_colorizer(self.require_model(), self.config.image_size, self.centers, temperature)
-            scores[temperature] = quality(colorize(rgb), rgb)
-        allowed = [t for t in TEMPERATURES if scores[t]["colorfulness_fraction"] >= self.config.min_colorfulness]
-        best = max(allowed or TEMPERATURES, key=lambda t: scores[t]["psnr"])
-        self.state["temperature"] = best
-        return {"temperature": best, "validation": {str(t): s for t, s in scores.items()}}
+        for temperature in (cfg.temperature,) if cfg.temperature else TEMPERATURES:
+            ab = serving.make_ab_predictor(self.require_model(), self.centers, temperature)(lightness)
+            for saturation in (cfg.saturation,) if cfg.saturation else SATURATIONS:
+                scores[temperature, saturation] = quality(serving.recombine(rgb, ab * saturation), rgb)
+        allowed = [k for k, s in scores.items() if s["colorfulness_fraction"] >= cfg.min_colorfulness]
+        best = max(allowed or scores, key=lambda k: scores[k]["psnr"])
+        self.state.update(temperature=best[0], saturation=best[1])
+        return {"temperature": best[0], "saturation": best[1],
+                "validation": {f"temperature {t}, saturation {s}": v for (t, s), v in scores.items()}}
 
     def extra_callbacks(self):
         # Small photo sets plateau early at a high learning rate; halving it keeps the loss falling.
@@ -122,13 +133,13 @@ class Pipeline(BasePipeline):
     def compute_metrics(self, test):
         cfg = self.config
         colorize = tf.function(serving.make_colorizer(self.require_model(), cfg.image_size, self.centers,
-                                                      self.temperature))
+                                                      self.temperature, self.saturation))
         rgb = tf.concat(list(batched(test, 256, cache=False)), axis=0) / 255.0
         gray = color.gray_rgb(color.lightness(rgb))
         outputs = {"": colorize(rgb), "gray_": gray}
         for k in EVAL_HINTS:
             outputs[f"hints{k}_"] = colorize(rgb, simulated_hints(rgb, k, seed=k))
-        metrics = {"original_colorfulness": float(color.colorfulness(to_8bit(rgb)).mean())}
+        metrics = {"original_colorfulness": float(tf.reduce_mean(color.colorfulness(to_8bit(rgb))))}
         for prefix, images in outputs.items():
             metrics.update({f"{prefix}{k}": v for k, v in quality(images, rgb).items()})
         metrics["psnr_over_gray"] = metrics["psnr"] - metrics["gray_psnr"]
@@ -143,7 +154,8 @@ class Pipeline(BasePipeline):
 
     def make_endpoints(self):
         cfg = self.config
-        return serving.make_endpoints(self.require_model(), cfg.image_size, self.centers, self.temperature)
+        return serving.make_endpoints(self.require_model(), cfg.image_size, self.centers, self.temperature,
+                                      self.saturation)
 
     def encode_request(self, raw_inputs: Sequence[Any]):
         return {"image_bytes": tf.constant([read_bytes(x) for x in raw_inputs], tf.string)}
@@ -234,5 +246,5 @@ def quality(outputs: tf.Tensor, originals: tf.Tensor) -> dict[str, float]:
     outputs, originals = to_8bit(outputs), to_8bit(originals)
     return {"psnr": float(tf.reduce_mean(tf.image.psnr(outputs, originals, 255.0))),
             "ssim": float(tf.reduce_mean(tf.image.ssim(outputs, originals, 255.0))),
-            "colorfulness_fraction": float(color.colorfulness(outputs).mean()
-                                           / max(color.colorfulness(originals).mean(), 1e-6))}
+            "colorfulness_fraction": float(tf.reduce_mean(color.colorfulness(outputs))
+                                           / max(float(tf.reduce_mean(color.colorfulness(originals))), 1e-6))}

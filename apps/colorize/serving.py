@@ -50,24 +50,28 @@ def hint_maps(hints: tf.Tensor, sizes: tf.Tensor, image_size: int) -> tf.Tensor:
     return tf.concat([ab / tf.maximum(count, 1.0)[..., None], mask], axis=-1)
 
 
-def make_ab_predictor(model, centers: np.ndarray, temperature: float):
+def make_ab_predictor(model, centers: np.ndarray, temperature: float, saturation: float = 1.0):
     """Returns predict_ab(lightness [N, S, S, 1], hint maps [N, S, S, 3] or None) -> ab [N, S/2, S/2, 2].
 
-    `centers` are the ab bin centres of the model's logits.
+    `centers` are the ab bin centres of the model's logits; the annealed mean at `temperature` is
+    multiplied by `saturation` except where a hint gives the colour.
     """
     centers = tf.constant(centers, tf.float32)
 
     def predict_ab(small_lightness, hints=None):
         hints = no_hints(small_lightness) if hints is None else hints
         outputs = tf.cast(run_model(model, tf.concat([small_lightness, hints], axis=-1)), tf.float32)
-        return color.annealed_mean(outputs, centers, temperature)
+        ab = color.annealed_mean(outputs, centers, temperature)
+        # A mean of the plausible colours is paler than each of them; a clicked cell keeps its click.
+        hinted = tf.image.resize(hints[..., 2:], tf.shape(ab)[1:3], method="area") > 0
+        return tf.where(hinted, ab, ab * saturation)
 
     return predict_ab
 
 
-def make_colorizer(model, image_size: int, centers: np.ndarray, temperature: float):
+def make_colorizer(model, image_size: int, centers: np.ndarray, temperature: float, saturation: float = 1.0):
     """Returns colorize(rgb [N, H, W, 3] in 0..1, hint maps or None) -> colour rgb [N, H, W, 3] in 0..1."""
-    predict_ab = make_ab_predictor(model, centers, temperature)
+    predict_ab = make_ab_predictor(model, centers, temperature, saturation)
     return lambda rgb, hints=None: recombine(rgb, predict_ab(model_input(rgb, image_size), hints))
 
 
@@ -82,9 +86,9 @@ def recombine(rgb: tf.Tensor, ab: tf.Tensor) -> tf.Tensor:
     return color.lab_to_rgb(tf.concat([color.lightness(rgb), ab], axis=-1))
 
 
-def make_endpoints(model, image_size: int, centers: np.ndarray, temperature: float) -> dict:
-    colorize = make_colorizer(model, image_size, centers, temperature)
-    predict_ab = make_ab_predictor(model, centers, temperature)
+def make_endpoints(model, image_size: int, centers: np.ndarray, temperature: float, saturation: float) -> dict:
+    colorize = make_colorizer(model, image_size, centers, temperature, saturation)
+    predict_ab = make_ab_predictor(model, centers, temperature, saturation)
 
     def decode_flat(data):  # a photo's pixels as one row, so photos of any size fit one (ragged) batch
         rgb = decode_image(data, 3, "image_bytes")

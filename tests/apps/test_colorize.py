@@ -72,8 +72,20 @@ def test_colorfulness_of_gray_and_colour():
     stripes = np.zeros((64, 64, 3))
     stripes[:, ::2, 0] = 255
     stripes[:, 1::2, 2] = 255
-    assert color.colorfulness(gray[None])[0] == pytest.approx(0.0, abs=1e-9)
-    assert color.colorfulness(stripes[None])[0] > 59  # "quite colourful" and beyond
+    assert float(color.colorfulness(gray[None])[0]) == pytest.approx(0.0, abs=1e-9)
+    assert float(color.colorfulness(stripes[None])[0]) > 59  # "quite colourful" and beyond
+
+
+def test_black_and_white_photos_are_left_out_of_every_split(tmp_path):
+    rng = np.random.default_rng(0)
+    for i in range(12):
+        photo = rng.uniform(0, 255, size=(40, 40, 3))
+        if i % 3 == 0:  # a black-and-white photo among colour ones, stored as RGB
+            photo = np.repeat(photo.mean(-1, keepdims=True), 3, axis=-1)
+        Image.fromarray(photo.astype(np.uint8)).save(tmp_path / f"photo{i}.png")
+    splits = Pipeline(Config.preset("smoke", data=str(tmp_path), prior_images=16), tmp_path / "run").datasets()
+    kept = [x for split in (splits.train, splits.val, splits.test) for x in split]
+    assert len(kept) == 8 and min(float(color.colorfulness(x[None])[0]) for x in kept) > 50
 
 
 def test_model_output_shapes():
@@ -109,13 +121,14 @@ def test_smoke_fit_beats_grayscale_baseline(trained):
     # And not by painting at random: closer to the held-out photos than their gray version.
     assert 12.0 < metrics["psnr"] < 60.0 and metrics["psnr"] > metrics["gray_psnr"], metrics
     assert 0.0 < metrics["ssim"] <= 1.0
-    # The decoding temperature was chosen on the validation photos, and serves.
-    choice = result["temperature_choice"]
+    # The decoding temperature and saturation were chosen on the validation photos, and serve.
+    choice = result["decoding_choice"]
     assert p.temperature == choice["temperature"] == p.state["temperature"] and len(choice["validation"]) > 1
-    # ... and stays when another process (catalogue evaluate / export) loads the workdir and its data.
+    assert p.saturation == choice["saturation"] == p.state["saturation"]
+    # ... and stay when another process (catalogue evaluate / export) loads the workdir and its data.
     reloaded = Pipeline.from_workdir(p.workdir)
     reloaded.datasets()
-    assert reloaded.state.get("temperature") == reloaded.temperature == choice["temperature"]
+    assert (reloaded.temperature, reloaded.saturation) == (choice["temperature"], choice["saturation"])
     # True-colour hints bring the output closer still.
     assert metrics["hints5_psnr"] > metrics["psnr"], metrics
     assert (p.workdir / "colorized_test_photos.png").exists()
@@ -130,6 +143,19 @@ def test_hint_maps_place_clicks_in_the_model_cells():
     np.testing.assert_allclose(maps[0, 3], [40.0, -10.0, 1.0])  # two clicks in one cell: averaged
     np.testing.assert_allclose(maps[3, 0], [128.0, 10.0, 1.0])  # a beyond Lab's range: clipped
     assert maps[..., 2].sum() == 2  # the padding row (x = -1) is no click
+
+
+def test_saturation_scales_the_guessed_colours_and_keeps_the_clicked_one(trained):
+    p, _ = trained
+    lightness = serving.model_input(tf.constant(np.stack([x for x in p.datasets().test.take(2)])) / 255.0, 32)
+    hints = tf.concat([tf.zeros([2, 32, 32, 2]), tf.zeros([2, 32, 32, 1])], -1).numpy()
+    hints[:, 4, 6] = [40.0, -30.0, 1.0]  # a click in output cell (2, 3)
+    plain, vivid = (serving.make_ab_predictor(p.model, p.centers, 0.5, s)(lightness, tf.constant(hints)).numpy()
+                    for s in (1.0, 1.3))
+    clicked = np.zeros(plain.shape[:3], bool)
+    clicked[:, 2, 3] = True
+    np.testing.assert_allclose(vivid[~clicked], 1.3 * plain[~clicked], rtol=1e-5, atol=1e-4)
+    np.testing.assert_array_equal(vivid[clicked], plain[clicked])
 
 
 def test_hint_colours_the_photo_where_it_is(trained, exported):
