@@ -117,6 +117,7 @@ class Pipeline(BasePipeline):
         lightness = serving.model_input(rgb, cfg.image_size)
         scores = {}
         for temperature in (cfg.temperature,) if cfg.temperature else TEMPERATURES:
+            # The model runs once per temperature; without hints the gain is a plain product, as in predict_ab.
             ab = serving.make_ab_predictor(self.require_model(), self.centers, temperature)(lightness)
             for saturation in (cfg.saturation,) if cfg.saturation else SATURATIONS:
                 scores[temperature, saturation] = quality(serving.recombine(rgb, ab * saturation), rgb)

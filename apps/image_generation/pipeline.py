@@ -152,8 +152,8 @@ class Pipeline(BasePipeline):
             if not len(queries):  # a source without validation photos has no control
                 continue
             nearest = metrics.training_nearest_fraction(queries, train_x, test_x)
-            result.update({f"{prefix}nn_train_fraction": nearest["fraction"], f"{prefix}nn_train_z": nearest["z"]})
-        result["nn_train_chance"] = nearest["chance"]
+            result.update({f"{prefix}nn_train_fraction": nearest["fraction"], f"{prefix}nn_train_z": nearest["z"],
+                           "nn_train_chance": nearest["chance"]})
         for prefix, images in (("", generated), ("baseline_", baseline)):
             features, predicted = judged(images)
             result[f"{prefix}kid"] = metrics.kid(real_f, features)
