@@ -36,7 +36,13 @@ class Config(BaseConfig):
     snr_db_min: float = 10.0  # lowest signal-to-noise ratio of the added noise
     snr_db_max: float = 40.0  # highest signal-to-noise ratio of the added noise
     # Decoding.
-    beam_width: int = 8  # beams of the `transcribe_beam` signature (serving_default decodes greedily)
+    beam_width: int = 8  # beams of the `transcribe_beam` signature (no language model)
+    lm_order: int = 6  # characters per n-gram of the language model serving_default decodes with (0: greedy)
+    lm_min_count: int = 2  # contexts seen fewer times back off to shorter ones
+    lm_text: str = ""  # English text, one sentence a line, that the LM learns beside the training transcripts
+    lm_alpha: float = 1.0  # weight of the LM's log-probability against the acoustic one
+    lm_beta: float = 2.0  # bonus per character (the LM otherwise prefers short transcripts)
+    lm_beam: int = 16  # prefixes kept by the LM beam search
     # Embedded data: eSpeak NG speaking the built-in sentences (sentences.py).
     sentences: int = 0  # how many of the built-in sentences to speak (0: all)
     train_voices: int = 12  # training renders of each sentence, each with a fresh voice
@@ -91,7 +97,10 @@ class Config(BaseConfig):
         if self.translation_decode not in ("greedy", "beam"):
             raise ValueError(f"translation_decode must be 'greedy' or 'beam'. "
                              f"Received: translation_decode={self.translation_decode!r}")
-        for key in ("stack", "conv_kernel", "gru_layers", "gru_units", "n_mels", "train_voices", "test_voices"):
+        if not 0 <= self.lm_order <= 12:  # longer contexts overflow the int64 context codes
+            raise ValueError(f"lm_order must be 0 (no language model) to 12. Received: lm_order={self.lm_order!r}")
+        for key in ("stack", "conv_kernel", "gru_layers", "gru_units", "n_mels", "train_voices", "test_voices",
+                    "lm_beam"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be at least 1. Received: {key}={getattr(self, key)!r}")
 

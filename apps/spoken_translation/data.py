@@ -219,6 +219,16 @@ def folder(root: str, config) -> Splits:
     return Splits(*parts, info)
 
 
+def resolve_data_path(name: str, key: str) -> Path:
+    """A path as given, or a name under CATALOGUE_DATA (what the bench passes)."""
+    path = Path(name)
+    if not path.is_absolute() and not path.exists():
+        path = data_root() / path
+    if not path.exists():
+        raise FileNotFoundError(f"{key} names no file or folder. Received: {key}={name!r} (looked at {path})")
+    return path
+
+
 def tfds_source(name: str, config) -> Splits:
     """A TFDS speech set with `speech` (int16 PCM) and `text` features; splits chosen by name."""
     base = name.split(":")[0]
@@ -258,9 +268,7 @@ def extra_pairs(config) -> dict[str, list[tuple[str, str]]]:
     """English -> fr / es pairs from `text_pairs` (train.en with train.fr and/or train.es), normalized source."""
     if not config.text_pairs:
         return {lang: [] for lang in LANGUAGES}
-    root = Path(config.text_pairs)
-    if not root.is_absolute() and not root.exists():  # a name under CATALOGUE_DATA, as the bench gives
-        root = data_root() / root
+    root = resolve_data_path(config.text_pairs, "text_pairs")
     english = root / "train.en"
     if not english.exists():
         raise FileNotFoundError(f"text_pairs needs {english}. Received: text_pairs={config.text_pairs!r}")

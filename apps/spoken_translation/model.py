@@ -131,10 +131,20 @@ class SpokenTranslator(keras.Model):
     """The recognizer and the translator in one model (one weights file); training fits the recognizer
     with CTC on {"waveform": [B, T], "samples": [B]} -> labels [B, L] (-1 = padding)."""
 
-    def __init__(self, recognizer: Recognizer, translator, **kwargs):
+    def __init__(self, recognizer: Recognizer, translator, lm_order: int = 0, lm_rows: int = 1, **kwargs):
         super().__init__(**kwargs)
         self.recognizer = recognizer
         self.translator = translator
+        # The character language model the endpoints decode with (lm.CharNgram), saved with the weights.
+        self.lm_order = lm_order
+        self.lm_keys = self.add_weight(shape=(lm_rows,), dtype="int64", initializer="zeros", trainable=False,
+                                       name="lm_keys")
+        self.lm_log_probs = self.add_weight(shape=(lm_rows, NUM_CLASSES - 1), initializer="zeros",
+                                            trainable=False, name="lm_log_probs")
+
+    def set_language_model(self, lm) -> None:
+        self.lm_keys.assign(lm.keys)
+        self.lm_log_probs.assign(lm.log_probs)
 
     def call(self, inputs, training=None):
         return self.recognizer(inputs["waveform"], training=training)
@@ -185,10 +195,11 @@ def translation_config(config) -> TranslationConfig:
                              seed=config.seed)
 
 
-def build_model(config, source_vocab_size: int, target_vocab_size: int) -> SpokenTranslator:
-    """Both models for `config`, built (weights created) so they can load weights or be exported."""
+def build_model(config, source_vocab_size: int, target_vocab_size: int, lm_rows: int = 1) -> SpokenTranslator:
+    """Both models (and room for a language model of `lm_rows` contexts) for `config`, built (weights
+    created) so they can load weights or be exported."""
     recognizer = build_recognizer(config)
     translator = translation_model.build_model(translation_config(config), source_vocab_size, target_vocab_size)
-    model = SpokenTranslator(recognizer, translator, name="spoken_translation")
+    model = SpokenTranslator(recognizer, translator, config.lm_order, lm_rows, name="spoken_translation")
     model({"waveform": tf.zeros([1, config.step_samples]), "samples": tf.ones([1], tf.int32)})
     return model

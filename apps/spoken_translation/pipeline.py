@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from apps.spoken_translation import audio, data, serving
+from apps.spoken_translation import lm as lm_lib
 from apps.spoken_translation import model as model_lib
 from apps.spoken_translation.config import Config
 from apps.translation.pipeline import corpus_scores, smoothed_loss, token_accuracy
@@ -62,6 +63,7 @@ class Pipeline(BasePipeline):
         self._transcribe_fn = self._translate_fn = None
         self.pairs: dict[str, list[tuple[str, str]]] = {}
         self.samples: list[dict] = []
+        self.language_model: lm_lib.CharNgram | None = None
 
     # Data -------------------------------------------------------------------------------------
 
@@ -89,7 +91,19 @@ class Pipeline(BasePipeline):
             self.state = {"source_vocab": learn([s for s, _ in self.pairs["train"]]),
                           "target_vocab": learn([t for _, t in self.pairs["train"]])}
         splits.info["translation_pairs"] = {k: len(v) for k, v in self.pairs.items()}
+        if cfg.lm_order:
+            self.language_model = lm_lib.CharNgram.fit(self.lm_texts(splits), cfg.lm_order, cfg.lm_min_count)
+            self.state["lm_rows"] = len(self.language_model.keys)
         return splits
+
+    def lm_texts(self, splits) -> list[str]:
+        """The training transcripts and the lines of `lm_text`."""
+        texts = [t.decode() for t in splits.train.map(lambda e: e["text"]).as_numpy_iterator()]
+        if self.config.lm_text:
+            path = data.resolve_data_path(self.config.lm_text, "lm_text")
+            path = path / "train.en" if path.is_dir() else path
+            texts += [audio.normalize_text(line) for line in path.read_text(encoding="utf-8").splitlines()]
+        return texts
 
     @property
     def tokenizers(self) -> tuple[Tokenizer, Tokenizer]:
@@ -109,7 +123,10 @@ class Pipeline(BasePipeline):
 
     def make_model(self):
         source, target = self.tokenizers
-        return model_lib.build_model(self.config, source.vocab_size, target.vocab_size)
+        model = model_lib.build_model(self.config, source.vocab_size, target.vocab_size, self.state.get("lm_rows", 1))
+        if self.language_model is not None:  # fresh from the data; otherwise the weights file holds it
+            model.set_language_model(self.language_model)
+        return model
 
     def phases(self):
         return [Phase("translation", prepare=lambda model: None, run=self.fit_translation, budgeted=False),
@@ -180,21 +197,28 @@ class Pipeline(BasePipeline):
 
     # Evaluation -------------------------------------------------------------------------------
 
-    def transcribe_waveforms(self, waves: Sequence[np.ndarray], batch: int = 16) -> tuple[list[str], list[float]]:
-        """Greedy transcripts of waveforms at the model rate, through the endpoints' decoding."""
+    def transcribe_waveforms(self, waves: Sequence[np.ndarray], batch: int = 16,
+                             with_lm: bool = False) -> tuple[list[str], list[float]]:
+        """Greedy (or, `with_lm`, language-model) transcripts of waveforms at the model rate, through the
+        endpoints' decoding."""
         step = self.config.step_samples
         if getattr(self, "_transcribe_fn", None) is None:
-            recognizer = self.require_model().recognizer
+            model = self.require_model()
+            cfg = self.config
 
-            @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32), tf.TensorSpec([None], tf.int32)])
-            def run(x, samples):
+            @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32), tf.TensorSpec([None], tf.int32),
+                                          tf.TensorSpec([], tf.bool)])
+            def run(x, samples, use_lm):
                 lengths = model_lib.logit_lengths(samples, step)
-                text, confidence, _ = serving.greedy_ctc(recognizer(x, training=False), lengths,
-                                                         tf.fill([tf.shape(x)[0]], audio.BLANK))
+                logits = model.recognizer(x, training=False)
+                text, confidence, _ = serving.greedy_ctc(logits, lengths, tf.fill([tf.shape(x)[0]], audio.BLANK))
+                if model.lm_order:
+                    text = tf.cond(use_lm, lambda: serving.lm_decode(model, logits, lengths, cfg)[0], lambda: text)
                 return serving.tidy(text), confidence
 
             self._transcribe_fn = run
         run = self._transcribe_fn
+        with_lm = tf.constant(bool(with_lm and self.config.lm_order))
 
         texts, confidences = [], []
         for i in range(0, len(waves), batch):
@@ -203,7 +227,7 @@ class Pipeline(BasePipeline):
             padded = np.zeros((len(chunk), longest + (-longest) % step), np.float32)
             for j, w in enumerate(chunk):
                 padded[j, :len(w)] = w
-            text, confidence = run(tf.constant(padded), tf.constant([len(w) for w in chunk], tf.int32))
+            text, confidence = run(tf.constant(padded), tf.constant([len(w) for w in chunk], tf.int32), with_lm)
             texts += decode_strings(text.numpy())
             confidences += confidence.numpy().tolist()
         return texts, confidences
@@ -244,13 +268,16 @@ class Pipeline(BasePipeline):
             rows = rows[:cfg.eval_max_clips]
         waves = [r["waveform"] for r in rows]
         references = [r["text"].decode() for r in rows]
-        hypotheses, confidences = self.transcribe_waveforms(waves)
+        # What serving_default answers (with the language model when there is one), and greedy CTC.
+        hypotheses, confidences = self.transcribe_waveforms(waves, with_lm=True)
+        greedy = self.transcribe_waveforms(waves)[0] if cfg.lm_order else hypotheses
         train_texts = [t.decode() for t in self.datasets().train.map(lambda e: e["text"]).as_numpy_iterator()]
         frequent = collections.Counter(train_texts).most_common(1)[0][0]
         # jiwer refuses empty hypotheses lists only; an empty transcript is scored as all deletions.
         metrics = {"wer": jiwer.wer(references, hypotheses), "cer": jiwer.cer(references, hypotheses),
                    "baseline_wer": jiwer.wer(references, [frequent] * len(references)),
                    "baseline_cer": jiwer.cer(references, [frequent] * len(references)),
+                   "greedy_wer": jiwer.wer(references, greedy), "greedy_cer": jiwer.cer(references, greedy),
                    "exact_sentences": float(np.mean([h == r for h, r in zip(hypotheses, references)])),
                    "mean_confidence": float(np.mean(confidences)), "test_clips": float(len(rows))}
         translations = {}
@@ -274,8 +301,9 @@ class Pipeline(BasePipeline):
         return metrics
 
     def speed_and_streaming(self, waves) -> dict[str, float]:
-        """Real-time factors (audio seconds per compute second) of whole clips and 0.5 s chunks, and the
-        share of clips whose streamed transcript equals the whole clip's."""
+        """Real-time factors (audio seconds per compute second) of whole clips (greedy, and with the
+        language model) and of 0.5 s chunks, and the share of clips whose streamed transcript equals the
+        whole clip's greedy one."""
         if not waves:
             return {}
         seconds = sum(len(w) for w in waves) / self.config.sample_rate
@@ -287,8 +315,14 @@ class Pipeline(BasePipeline):
         start = time.perf_counter()
         streamed = [self.stream_waveform(w) for w in waves]
         stream_time = time.perf_counter() - start
-        return {"rtf_full": seconds / full_time, "rtf_stream": seconds / stream_time,
-                "stream_matches_full": float(np.mean([a == b for a, b in zip(full, streamed)]))}
+        out = {"rtf_full": seconds / full_time, "rtf_stream": seconds / stream_time,
+               "stream_matches_full": float(np.mean([a == b for a, b in zip(full, streamed)]))}
+        if self.config.lm_order:
+            start = time.perf_counter()
+            for w in waves:
+                self.transcribe_waveforms([w], with_lm=True)
+            out["rtf_lm"] = seconds / (time.perf_counter() - start)
+        return out
 
     def write_reports(self, wave, reference, metrics) -> None:
         from apps.spoken_translation.plots import alignment_png
@@ -338,9 +372,12 @@ class Pipeline(BasePipeline):
         state_size = sum(self.require_model().recognizer.state_sizes()) + 1
         chunk = np.stack([np.pad(w, (0, 8 * step))[:8 * step]
                           for w in (e["waveform"] for e in self.datasets().test.take(2).as_numpy_iterator())])
-        return {"serving_default": {"audio_wav_bytes": wavs,
-                                    "target_language": tf.constant((["fr", "es"] * 2)[:len(raw)])},
-                "transcribe": {"audio_wav_bytes": wavs}, "transcribe_beam": {"audio_wav_bytes": wavs},
-                "transcribe_stream": {"audio_chunk": tf.constant(chunk, tf.float32),
-                                      "state": tf.zeros([len(chunk), state_size]),
-                                      "transcript": tf.constant([""] * len(chunk))}}
+        requests = {"serving_default": {"audio_wav_bytes": wavs,
+                                        "target_language": tf.constant((["fr", "es"] * 2)[:len(raw)])},
+                    "transcribe": {"audio_wav_bytes": wavs}, "transcribe_beam": {"audio_wav_bytes": wavs},
+                    "transcribe_stream": {"audio_chunk": tf.constant(chunk, tf.float32),
+                                          "state": tf.zeros([len(chunk), state_size]),
+                                          "transcript": tf.constant([""] * len(chunk))}}
+        if self.config.lm_order:
+            requests["transcribe_lm"] = {"audio_wav_bytes": wavs}
+        return requests

@@ -2,9 +2,12 @@
 
 serving_default:   audio_wav_bytes (string [N], 16-bit PCM WAV, any rate 1-384 kHz, up to max_seconds),
                    target_language (string [N], "fr" or "es") -> transcript (string [N]),
-                   translation (string [N]), transcript_confidence (float32 [N])
+                   translation (string [N]), transcript_confidence (float32 [N]); transcribed as
+                   transcribe_lm does when the model has a language model, else as transcribe
 transcribe:        audio_wav_bytes [N] -> transcript, transcript_confidence     (greedy CTC)
 transcribe_beam:   audio_wav_bytes [N] -> transcript, transcript_confidence     (CTC beam search)
+transcribe_lm:     audio_wav_bytes [N] -> transcript, transcript_confidence     (CTC prefix beam search with
+                   the character language model; only when lm_order > 0)
 transcribe_stream: audio_chunk (float32 [N, T] at the model rate, T a multiple of step_samples),
                    state (float32 [N, S], zeros to start), transcript (string [N], "" to start)
                    -> transcript (the partial transcript so far), state (to send with the next chunk)
@@ -18,6 +21,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from apps.spoken_translation.audio import ALPHABET, BLANK, waveform_batch
+from apps.spoken_translation.lm import lm_beam_search
 from apps.spoken_translation.model import logit_lengths
 from apps.translation.serving import make_translate
 from core.data import check_utf8
@@ -49,6 +53,12 @@ def greedy_ctc(logits, lengths, previous):
     return text, confidence, last
 
 
+def lm_decode(model, logits, lengths, config):
+    """CTC prefix beam search with the model's character language model -> (raw text [N], score [N])."""
+    return lm_beam_search(logits, lengths, model.lm_keys, model.lm_log_probs, model.lm_order, config.lm_alpha,
+                          config.lm_beta, config.lm_beam)
+
+
 def tidy(text):
     """Single spaces, none at the ends."""
     return tf.strings.strip(tf.strings.regex_replace(text, " +", " "))
@@ -73,6 +83,14 @@ def make_endpoints(model, source_tokenizer, target_tokenizer, config) -> dict:
         logits, lengths = recognize(audio_wav_bytes)
         text, confidence, _ = greedy_ctc(logits, lengths, tf.fill([tf.shape(logits)[0]], BLANK))
         return {"transcript": tidy(text), "transcript_confidence": confidence}
+
+    def transcribe_with_lm(audio_wav_bytes):
+        logits, lengths = recognize(audio_wav_bytes)
+        _, confidence, _ = greedy_ctc(logits, lengths, tf.fill([tf.shape(logits)[0]], BLANK))
+        text, _ = lm_decode(model, logits, lengths, config)
+        return {"transcript": tidy(text), "transcript_confidence": confidence}
+
+    heard_by = transcribe_with_lm if model.lm_order else transcribe_greedy
 
     wav_spec = tf.TensorSpec([None], tf.string, name="audio_wav_bytes")
 
@@ -112,7 +130,7 @@ def make_endpoints(model, source_tokenizer, target_tokenizer, config) -> dict:
                 "target_language must have one row per audio_wav_bytes row; received", tf.size(target_language),
                 "target_language rows for", tf.size(audio_wav_bytes), "audio_wav_bytes rows"])]
         with tf.control_dependencies(checks):
-            heard = transcribe_greedy(audio_wav_bytes)
+            heard = heard_by(audio_wav_bytes)
         text = heard["transcript"]
         translation = tf.cond(tf.size(text) > 0, lambda: translate(tagged(text, language))["translation"],
                               lambda: tf.zeros([0], tf.string))
@@ -150,5 +168,8 @@ def make_endpoints(model, source_tokenizer, target_tokenizer, config) -> dict:
                                       lambda: (tf.identity(transcript), tf.identity(state)))
         return {"transcript": new_text, "state": new_state}
 
-    return {"serving_default": serve, "transcribe": transcribe, "transcribe_beam": transcribe_beam,
-            "transcribe_stream": transcribe_stream}
+    endpoints = {"serving_default": serve, "transcribe": transcribe, "transcribe_beam": transcribe_beam,
+                 "transcribe_stream": transcribe_stream}
+    if model.lm_order:
+        endpoints["transcribe_lm"] = tf.function(transcribe_with_lm, input_signature=[wav_spec], autograph=False)
+    return endpoints
