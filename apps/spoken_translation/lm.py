@@ -53,10 +53,7 @@ class CharNgram:
             for pos, target in enumerate(ids):
                 history = digits[pos:pos + order - 1]  # the order-1 digits before the target
                 for k in range(order):
-                    code = 0
-                    for d in history[len(history) - k:] if k else []:
-                        code = code * BASE + d
-                    counts[k][code][target] += 1
+                    counts[k][context_code(history, k)][target] += 1
         if not counts[0]:
             raise ValueError("The language model needs text with at least one character of the alphabet.")
         levels: list[dict[int, np.ndarray]] = []
@@ -92,14 +89,20 @@ class CharNgram:
         return total
 
 
+def context_code(digits: list[int], k: int) -> int:
+    """The code of the last k digits (the newest least significant)."""
+    code = 0
+    for d in digits[len(digits) - k:] if k else []:
+        code = code * BASE + d
+    return code
+
+
 def lookup_row(index: dict, digits: list[int], order: int) -> int:
     """Row of the longest kept context ending the history `digits` (order - 1 of them)."""
     for k in range(order - 1, -1, -1):
-        code = 0
-        for d in digits[len(digits) - k:] if k else []:
-            code = code * BASE + d
-        if code * order + k in index:
-            return index[code * order + k]
+        key = context_code(digits, k) * order + k
+        if key in index:
+            return index[key]
     raise AssertionError("the empty context always has a row")
 
 

@@ -63,6 +63,7 @@ class Pipeline(BasePipeline):
         self._transcribe_fn = self._translate_fn = None
         self.pairs: dict[str, list[tuple[str, str]]] = {}
         self.samples: list[dict] = []
+        self.train_transcripts: list[str] = []  # filled by load_data
         self.language_model: lm_lib.CharNgram | None = None
 
     # Data -------------------------------------------------------------------------------------
@@ -71,10 +72,12 @@ class Pipeline(BasePipeline):
         cfg = self.config
         splits = data.load(cfg)
         extra = data.extra_pairs(cfg)
-        self.pairs = {}
+        self.pairs, self.train_transcripts = {}, []
         for split, ds in (("train", splits.train), ("val", splits.val)):
             found = set()
             for text, fr, es in ds.map(lambda e: (e["text"], e["fr"], e["es"])).as_numpy_iterator():
+                if split == "train":
+                    self.train_transcripts.append(text.decode())
                 for lang, target in zip(LANGUAGES, (fr, es)):
                     if target:
                         found.add((f"{serving.TAGS[lang]} {text.decode()}", target.decode()))
@@ -92,13 +95,13 @@ class Pipeline(BasePipeline):
                           "target_vocab": learn([t for _, t in self.pairs["train"]])}
         splits.info["translation_pairs"] = {k: len(v) for k, v in self.pairs.items()}
         if cfg.lm_order:
-            self.language_model = lm_lib.CharNgram.fit(self.lm_texts(splits), cfg.lm_order, cfg.lm_min_count)
+            self.language_model = lm_lib.CharNgram.fit(self.lm_texts(), cfg.lm_order, cfg.lm_min_count)
             self.state["lm_rows"] = len(self.language_model.keys)
         return splits
 
-    def lm_texts(self, splits) -> list[str]:
+    def lm_texts(self) -> list[str]:
         """The training transcripts and the lines of `lm_text`."""
-        texts = [t.decode() for t in splits.train.map(lambda e: e["text"]).as_numpy_iterator()]
+        texts = list(self.train_transcripts)
         if self.config.lm_text:
             path = data.resolve_data_path(self.config.lm_text, "lm_text")
             path = path / "train.en" if path.is_dir() else path
@@ -271,8 +274,8 @@ class Pipeline(BasePipeline):
         # What serving_default answers (with the language model when there is one), and greedy CTC.
         hypotheses, confidences = self.transcribe_waveforms(waves, with_lm=True)
         greedy = self.transcribe_waveforms(waves)[0] if cfg.lm_order else hypotheses
-        train_texts = [t.decode() for t in self.datasets().train.map(lambda e: e["text"]).as_numpy_iterator()]
-        frequent = collections.Counter(train_texts).most_common(1)[0][0]
+        self.datasets()  # the training transcripts come with the data
+        frequent = collections.Counter(self.train_transcripts).most_common(1)[0][0]
         # jiwer refuses empty hypotheses lists only; an empty transcript is scored as all deletions.
         metrics = {"wer": jiwer.wer(references, hypotheses), "cer": jiwer.cer(references, hypotheses),
                    "baseline_wer": jiwer.wer(references, [frequent] * len(references)),
