@@ -28,7 +28,7 @@ HINTED_FRACTION = 0.5
 MAX_HINTS = 10
 EVAL_HINTS = (1, 5)  # about this many clicks per test photo for the hints{k}_psnr metrics
 TEMPERATURES = (0.2, 0.3, 0.38, 0.5, 0.7, 1.0)  # annealed-mean candidates tried on the validation split
-SATURATIONS = (1.0, 1.1, 1.2, 1.3)  # and the ab gains tried with each
+SATURATIONS = (1.0, 1.1, 1.2, 1.3, 1.4, 1.5)  # and the ab gains tried with each
 
 
 class Pipeline(BasePipeline):
@@ -106,9 +106,8 @@ class Pipeline(BasePipeline):
         return result
 
     def choose_decoding(self) -> dict:
-        """Sets the annealed-mean temperature and saturation (those the config leaves at 0) of the highest
-        validation PSNR among those whose outputs keep at least `min_colorfulness` of the originals'
-        colourfulness (among all if none does)."""
+        """Sets the annealed-mean temperature and saturation (those the config leaves at 0) that
+        pick_decoding prefers on the validation split."""
         cfg = self.config
         batches = list(batched(self.datasets().val, 256, cache=False))
         if not batches:  # no validation photos: the defaults stay
@@ -121,8 +120,7 @@ class Pipeline(BasePipeline):
             ab = serving.make_ab_predictor(self.require_model(), self.centers, temperature)(lightness)
             for saturation in (cfg.saturation,) if cfg.saturation else SATURATIONS:
                 scores[temperature, saturation] = quality(serving.recombine(rgb, ab * saturation), rgb)
-        allowed = [k for k, s in scores.items() if s["colorfulness_fraction"] >= cfg.min_colorfulness]
-        best = max(allowed or scores, key=lambda k: scores[k]["psnr"])
+        best = pick_decoding(scores, cfg.min_colorfulness)
         self.state.update(temperature=best[0], saturation=best[1])
         return {"temperature": best[0], "saturation": best[1],
                 "validation": {f"temperature {t}, saturation {s}": v for (t, s), v in scores.items()}}
@@ -189,6 +187,16 @@ class Pipeline(BasePipeline):
         return {"serving_default": self.encode_request(self.sample_inputs(4)),
                 "colorize_with_hints": dict(self.encode_request(self.sample_inputs(4)), hints=hints),
                 "colorize_images": {"images": images}}
+
+
+def pick_decoding(scores: Mapping[Any, Mapping[str, float]], min_colorfulness: float):
+    """The key of the highest PSNR among the scores whose colourfulness fraction is at least
+    `min_colorfulness`; if none is, of the most colourful (a dull model's best try at the floor, not its
+    greyest output)."""
+    allowed = [k for k, s in scores.items() if s["colorfulness_fraction"] >= min_colorfulness]
+    if not allowed:
+        return max(scores, key=lambda k: scores[k]["colorfulness_fraction"])
+    return max(allowed, key=lambda k: scores[k]["psnr"])
 
 
 def random_crops_and_flips(rgb: tf.Tensor) -> tf.Tensor:

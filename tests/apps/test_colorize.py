@@ -13,6 +13,7 @@ from PIL import Image
 from apps.colorize import Config, Pipeline, color, serving
 from apps.colorize.bench import BENCH
 from apps.colorize.model import build_model
+from apps.colorize.pipeline import pick_decoding
 from core.bench import check_bars
 from core.testing import shared_dataset, signature_names, smoke_fit
 
@@ -156,6 +157,18 @@ def test_saturation_scales_the_guessed_colours_and_keeps_the_clicked_one(trained
     clicked[:, 2, 3] = True
     np.testing.assert_allclose(vivid[~clicked], 1.3 * plain[~clicked], rtol=1e-5, atol=1e-4)
     np.testing.assert_array_equal(vivid[clicked], plain[clicked])
+
+
+def test_decoding_choice_keeps_the_colour_floor_or_comes_closest():
+    def score(psnr, colour):
+        return {"psnr": psnr, "colorfulness_fraction": colour}
+
+    scores = {(0.5, 1.0): score(20.3, 0.46), (0.5, 1.2): score(20.1, 0.55), (0.5, 1.4): score(19.9, 0.63),
+              (0.2, 1.5): score(19.5, 0.70)}
+    assert pick_decoding(scores, 0.6) == (0.5, 1.4)  # the best PSNR above the floor
+    assert pick_decoding(scores, 0.5) == (0.5, 1.2)
+    # No pair reaches the floor: the most colourful one, not the greyest with the best PSNR.
+    assert pick_decoding(scores, 0.9) == (0.2, 1.5)
 
 
 def test_hint_colours_the_photo_where_it_is(trained, exported):
