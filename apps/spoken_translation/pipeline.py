@@ -204,6 +204,13 @@ class Pipeline(BasePipeline):
                              with_lm: bool = False) -> tuple[list[str], list[float]]:
         """Greedy (or, `with_lm`, language-model) transcripts of waveforms at the model rate, through the
         endpoints' decoding."""
+        texts, _, confidences = self.transcribe_both(waves, batch, with_lm)
+        return texts, confidences
+
+    def transcribe_both(self, waves: Sequence[np.ndarray], batch: int = 16,
+                        with_lm: bool = False) -> tuple[list[str], list[str], list[float]]:
+        """(transcripts as transcribe_waveforms gives them, greedy transcripts, confidences) from one pass
+        of the recognizer."""
         step = self.config.step_samples
         if getattr(self, "_transcribe_fn", None) is None:
             model = self.require_model()
@@ -214,26 +221,29 @@ class Pipeline(BasePipeline):
             def run(x, samples, use_lm):
                 lengths = model_lib.logit_lengths(samples, step)
                 logits = model.recognizer(x, training=False)
-                text, confidence, _ = serving.greedy_ctc(logits, lengths, tf.fill([tf.shape(x)[0]], audio.BLANK))
+                greedy, confidence, _ = serving.greedy_ctc(logits, lengths, tf.fill([tf.shape(x)[0]], audio.BLANK))
+                text = greedy
                 if model.lm_order:
-                    text = tf.cond(use_lm, lambda: serving.lm_decode(model, logits, lengths, cfg)[0], lambda: text)
-                return serving.tidy(text), confidence
+                    text = tf.cond(use_lm, lambda: serving.lm_decode(model, logits, lengths, cfg)[0], lambda: greedy)
+                return serving.tidy(text), serving.tidy(greedy), confidence
 
             self._transcribe_fn = run
         run = self._transcribe_fn
         with_lm = tf.constant(bool(with_lm and self.config.lm_order))
 
-        texts, confidences = [], []
+        texts, greedy_texts, confidences = [], [], []
         for i in range(0, len(waves), batch):
             chunk = waves[i:i + batch]
             longest = max(len(w) for w in chunk)
             padded = np.zeros((len(chunk), longest + (-longest) % step), np.float32)
             for j, w in enumerate(chunk):
                 padded[j, :len(w)] = w
-            text, confidence = run(tf.constant(padded), tf.constant([len(w) for w in chunk], tf.int32), with_lm)
+            text, greedy, confidence = run(tf.constant(padded), tf.constant([len(w) for w in chunk], tf.int32),
+                                           with_lm)
             texts += decode_strings(text.numpy())
+            greedy_texts += decode_strings(greedy.numpy())
             confidences += confidence.numpy().tolist()
-        return texts, confidences
+        return texts, greedy_texts, confidences
 
     def stream_waveform(self, wave: np.ndarray, chunk_seconds: float = 0.5) -> str:
         """The transcript of one clip sent chunk by chunk through the transcribe_stream endpoint."""
@@ -272,8 +282,7 @@ class Pipeline(BasePipeline):
         waves = [r["waveform"] for r in rows]
         references = [r["text"].decode() for r in rows]
         # What serving_default answers (with the language model when there is one), and greedy CTC.
-        hypotheses, confidences = self.transcribe_waveforms(waves, with_lm=True)
-        greedy = self.transcribe_waveforms(waves)[0] if cfg.lm_order else hypotheses
+        hypotheses, greedy, confidences = self.transcribe_both(waves, with_lm=True)
         self.datasets()  # the training transcripts come with the data
         frequent = collections.Counter(self.train_transcripts).most_common(1)[0][0]
         # jiwer refuses empty hypotheses lists only; an empty transcript is scored as all deletions.
