@@ -255,6 +255,17 @@ def test_folder_source_on_real_flowers(tmp_path):
     assert p.state["classes"] == ["daisy", "dandelion", "roses", "sunflowers", "tulips"]
 
 
+def test_tfds_source_labels_the_photos_by_its_label_feature():
+    tfds = pytest.importorskip("tensorflow_datasets")
+    from apps.colorize import data
+
+    with tfds.testing.mock_data(num_examples=12):  # tf_flowers' features: image, label of 5 names
+        splits = data.load("tfds:tf_flowers", 32, 10, 0.1, 0.15, seed=0)
+        pairs = list(splits.train.take(3))
+    assert sorted(splits.info["classes"]) == ["daisy", "dandelion", "roses", "sunflowers", "tulips"]
+    assert all(tuple(x.shape) == (32, 32, 3) and 0 <= int(y) < 5 for x, y in pairs)
+
+
 def test_class_folders_train_a_class_loss_beside_the_colours(tmp_path):
     """Photos in class folders: the model also names the class (the scene features learn what the photo
     shows); labels change nothing of the split, and the export stays photo in, photo out."""
