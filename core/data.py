@@ -320,40 +320,19 @@ def resize_square(image: tf.Tensor, size: int) -> tf.Tensor:
     return tf.image.resize(tf.cast(image, tf.float32), (size, size), antialias=True)
 
 
-def image_folder(root: str | Path, size: int, fractions: Sequence[float], seed: int,
-                 labeled: bool = False) -> Splits:
+def image_folder(root: str | Path, size: int, fractions: Sequence[float], seed: int) -> Splits:
     """Every image under `root`, at any depth and size, as unlabeled float32 [size, size, 3] squares in
-    0..255, split per file by `fractions` (train, val, test) with `seed`.
-
-    With labeled=True the elements are (image, label): the index of the class folder the image sits in
-    (`class_folders` layout, names in info["classes"]), or -1 for every image when `root` has no class
-    sub-folders. The split is the same either way (the paths sort the same).
-    """
+    0..255, split per file by `fractions` (train, val, test) with `seed`."""
     paths = np.asarray([str(p) for p in list_files(root, IMAGE_EXTENSIONS)])
-    labels, classes = np.full(len(paths), -1, np.int32), []
-    if labeled:
-        try:
-            class_paths, class_labels, classes = class_folders(root)
-        except (ValueError, FileNotFoundError):
-            pass  # no class layout: every label stays -1
-        else:
-            index = dict(zip(class_paths, class_labels))
-            labels = np.asarray([index.get(p, -1) for p in paths], np.int32)
     parts = split_indices(len(paths), fractions, seed)
 
-    def load(path):
-        return resize_square(decode_image(tf.io.read_file(path), 3, "image file"), size)
-
     def make(idx):
-        if labeled:
-            ds = tf.data.Dataset.from_tensor_slices((paths[idx], labels[idx]))
-            return ds.map(lambda p, y: (load(p), y), num_parallel_calls=tf.data.AUTOTUNE)
-        return tf.data.Dataset.from_tensor_slices(paths[idx]).map(load, num_parallel_calls=tf.data.AUTOTUNE)
+        ds = tf.data.Dataset.from_tensor_slices(paths[idx])
+        return ds.map(lambda p: resize_square(decode_image(tf.io.read_file(p), 3, "image file"), size),
+                      num_parallel_calls=tf.data.AUTOTUNE)
 
     info = {"source": f"folder: {root}",
             "sizes": {k: int(len(p)) for k, p in zip(("train", "val", "test"), parts)}}
-    if labeled:
-        info["classes"] = list(classes)
     return Splits(make(parts[0]), make(parts[1]), make(parts[2]), info)
 
 

@@ -26,7 +26,7 @@ def bare_colorizer(pipeline, raw_inputs):
     what serving_default adds decoding, resizing, recombination and PNG encoding to."""
     cfg = pipeline.config
     rgb = decode_resize_images(pipeline.encode_request(raw_inputs)["image_bytes"], (cfg.image_size,) * 2)
-    predict_ab = serving.make_ab_predictor(pipeline.colorizer, pipeline.centers, pipeline.temperature,
+    predict_ab = serving.make_ab_predictor(pipeline.require_model(), pipeline.centers, pipeline.temperature,
                                            pipeline.saturation)
     return predict_ab, color.lightness(rgb / 255.0)
 
@@ -74,7 +74,7 @@ def classifier_recipe(out_dir: Path) -> dict[str, float]:
     classifier.fit()
     images, labels = zip(*batched(classifier.datasets().test, 256, cache=False))
     rgb, labels = tf.concat(images, 0) / 255.0, np.concatenate(labels)
-    colorize = serving.make_colorizer(colorizer.colorizer, colorizer.config.image_size, colorizer.centers,
+    colorize = serving.make_colorizer(colorizer.model, colorizer.config.image_size, colorizer.centers,
                                       colorizer.temperature, colorizer.saturation)
     versions = {"original": rgb, "gray": color.gray_rgb(color.lightness(rgb)), "colorized": colorize(rgb)}
     return {f"{name}_accuracy": float(np.mean(np.argmax(classifier.model(tf.round(v * 255.0), training=False), -1)
@@ -89,9 +89,8 @@ BENCH = BenchSpec(
                "verbose": 2},
     dataset="flowers_128",
     source="TFDS tf_flowers, or its archive https://storage.googleapis.com/download.tensorflow.org/"
-           "example_images/flower_photos.tgz: the photos anywhere under flowers_128/ (read recursively; "
-           "class folders, where there are, label them for the class loss; the bench's copy: 600 photos "
-           "centre-cropped to 128x128 in flowers_128/train/<class>/)",
+           "example_images/flower_photos.tgz: the photos anywhere under flowers_128/ (read recursively, "
+           "labels unused; the bench's copy: 600 photos centre-cropped to 128x128 in flowers_128/train/<class>/)",
     # The goal, in every one of the three seeds: 1 dB closer to the photo than gray, as structured, colourful.
     bars=(("seeds_min_psnr_over_gray", ">=", 1.0), ("seeds_min_ssim_over_gray", ">=", 0.0),
           ("seeds_min_colorfulness_fraction", ">=", 0.5),

@@ -21,7 +21,6 @@ class Config(BaseConfig):
     min_colorfulness: float = 0.6  # decoding choice: least colourfulness (fraction of the originals') accepted
     crops_per_photo: int = 400  # embedded data: training crops per photo (val/test take half)
     augment: bool = True  # random zoomed crops (down to MIN_CROP of the side) and flips while training
-    scene_weight: float = 0.5  # weight of the class-naming loss where the photos have labels (0: off)
     prior_images: int = 2048  # training images used to count colour frequencies for rebalancing
     val_fraction: float = 0.1  # folder / TFDS sources; the embedded data splits by photo
     test_fraction: float = 0.15  # held-out photos for the test split
@@ -38,9 +37,6 @@ class Config(BaseConfig):
 
     def check(self) -> None:
         super().check()
-        if self.scene_weight < 0:
-            raise ValueError(f"scene_weight must be at least 0 (0: no class loss). Received: "
-                             f"scene_weight={self.scene_weight}")
         for key in ("temperature", "saturation"):
             if getattr(self, key) < 0:
                 raise ValueError(f"{key} must be positive, or 0 to choose it on validation. "

@@ -1,15 +1,11 @@
-"""Colourization sources -> unbatched (float32 RGB image [S, S, 3] in 0..255, int32 class label) pairs.
-
-Labels name what a photo shows (info["classes"]); training uses them for an auxiliary loss when the
-source has them, and -1 (no label) otherwise.
+"""Colourization sources -> unbatched float32 RGB images [S, S, 3] in 0..255 (no labels).
 
 - embedded: the real colour photographs shipped inside pip dependencies (scikit-image's astronaut,
   coffee, rocket, motorcycle, chelsea; scikit-learn's china and flower; matplotlib's Grace Hopper),
   cut into many crops at several scales with flips. Photos are split whole: the validation and test
   crops come from photos the model never sees in training.
-- a folder: every image under it (recursively), any sizes; split per file; labelled by class folder
-  (root/<class>/...) where it has that layout.
-- tfds:NAME: any TFDS dataset with an `image` feature (and a `label` one, if it has it).
+- a folder: every image under it (recursively), any sizes; split per file.
+- tfds:NAME: any TFDS dataset with an `image` feature.
 
 Whole images are resized to S x S exactly as the exported endpoint resizes them.
 """
@@ -89,11 +85,11 @@ def embedded(size: int, crops_per_photo: int, seed: int) -> Splits:
     for split, names in EMBEDDED_SPLITS.items():
         count = crops_per_photo if split == "train" else max(1, crops_per_photo // 2)
         crops = np.concatenate([random_crops(embedded_photo(n), size, count, rng) for n in names])
-        datasets[split] = tf.data.Dataset.from_tensor_slices(crops).map(lambda x: (tf.cast(x, tf.float32), -1))
+        datasets[split] = tf.data.Dataset.from_tensor_slices(crops).map(lambda x: tf.cast(x, tf.float32))
         sizes[split] = len(crops)
     info = {"source": "embedded: photos shipped in scikit-image, scikit-learn and matplotlib, "
                       f"{crops_per_photo} crops per training photo",
-            "photos": {k: list(v) for k, v in EMBEDDED_SPLITS.items()}, "sizes": sizes, "classes": []}
+            "photos": {k: list(v) for k, v in EMBEDDED_SPLITS.items()}, "sizes": sizes}
     return Splits(datasets["train"], datasets["val"], datasets["test"], info)
 
 
@@ -101,19 +97,16 @@ def tfds_source(name: str, size: int, fractions, seed: int) -> Splits:
     base, _, split = name.partition(":")
     cuts = percent_cuts(split or "train", fractions)
 
-    def image_and_label(example):
+    def image_of(example):
         if "image" not in example:
             raise ValueError(f"TFDS dataset {base!r} has no 'image' feature. Features: {sorted(example)}")
         image = example["image"]
         # Grayscale datasets have one channel: repeat it so every source yields RGB.
-        image = resize(tf.image.grayscale_to_rgb(image) if image.shape[-1] == 1 else image, size)
-        return image, tf.cast(example["label"], tf.int32) if "label" in example else tf.constant(-1)
+        return resize(tf.image.grayscale_to_rgb(image) if image.shape[-1] == 1 else image, size)
 
-    loaded = [load_tfds(base, split=cut, shuffle_files=False, with_info=True) for cut in cuts]
-    features = loaded[0][1].features
-    classes = list(getattr(features["label"], "names", [])) if "label" in features else []
-    splits = [ds.map(image_and_label, num_parallel_calls=tf.data.AUTOTUNE) for ds, _ in loaded]
-    return Splits(*splits, {"source": f"tfds: {base}", "splits": cuts, "classes": classes})
+    splits = [load_tfds(base, split=cut, shuffle_files=False).map(image_of, num_parallel_calls=tf.data.AUTOTUNE)
+              for cut in cuts]
+    return Splits(*splits, {"source": f"tfds: {base}", "splits": cuts})
 
 
 def load(spec: str, size: int, crops_per_photo: int, val_fraction: float, test_fraction: float,
@@ -121,9 +114,8 @@ def load(spec: str, size: int, crops_per_photo: int, val_fraction: float, test_f
     fractions = (1.0 - val_fraction - test_fraction, val_fraction, test_fraction)
     splits = Source.load(spec, embedded=lambda: embedded(size, crops_per_photo, seed),
                          tfds=lambda name: tfds_source(name, size, fractions, seed),
-                         path=lambda root: image_folder(root, size, fractions, seed, labeled=True))
-    return Splits(*(split.filter(lambda rgb, label: has_colour(rgb))
-                    for split in (splits.train, splits.val, splits.test)),
+                         path=lambda root: image_folder(root, size, fractions, seed))
+    return Splits(*(split.filter(has_colour) for split in (splits.train, splits.val, splits.test)),
                   dict(splits.info, without=f"photos of colourfulness below {MIN_COLORFULNESS} (black and white)"))
 
 

@@ -8,10 +8,7 @@ which keeps colours vivid where the model hesitates between several. (Regressing
 scored 0.7 dB lower PSNR on validation flowers: the average of plausible colours is brownish grey.)
 
     encoder: S -> S/2 -> ... -> S/2^depth    (residual stages, widths double)
-    global:  average-pooled bottleneck features added back everywhere (scene type: sky, foliage ...);
-             where the photos have class labels, the same features also name the class (Iizuka et al.):
-             a second output, trained with a small weight, so that the scene vector learns what the
-             photo shows, which decides its colours (roses red, sunflowers yellow)
+    global:  average-pooled bottleneck features added back everywhere (scene type: sky, foliage ...)
     decoder: upsample, concatenate the encoder's features at that scale, a conv block; up to S/2
 """
 
@@ -29,9 +26,8 @@ from core.layers import ConvBlock, ResidualBlock
 OUTPUT_STRIDE = 2
 
 
-def build_model(config, num_bins: int, num_classes: int = 0) -> keras.Model:
-    """L and hint maps batch -> ab bin logits, float32 even under mixed precision; with num_classes,
-    also -> class logits [N, num_classes] (training only: serving takes the first output)."""
+def build_model(config, num_bins: int) -> keras.Model:
+    """L and hint maps batch -> ab bin logits, float32 even under mixed precision."""
     if config.depth < 1:
         raise ValueError(f"depth must be at least 1. Received: depth={config.depth}")
     if config.image_size % 2 ** config.depth:
@@ -59,15 +55,7 @@ def build_model(config, num_bins: int, num_classes: int = 0) -> keras.Model:
     logits = layers.Conv2D(num_bins, 1, dtype="float32", name="ab_logits")(x)
     centers = color.ab_bin_centers(config.bin_size)
     outputs = HintedOutput(centers, config.soft_sigma, dtype="float32", name="hinted")(logits, inputs[..., 1:])
-    if num_classes and config.scene_weight:
-        class_logits = layers.Dense(num_classes, dtype="float32", name="scene_class")(layers.Flatten()(scene))
-        return keras.Model(inputs, [outputs, class_logits], name="colorizer")
     return keras.Model(inputs, outputs, name="colorizer")
-
-
-def colour_output(model: keras.Model) -> keras.Model:
-    """The colour logits alone, of a model that also names the class: what every endpoint runs."""
-    return keras.Model(model.inputs, model.outputs[0]) if len(model.outputs) > 1 else model
 
 
 class HintedOutput(layers.Layer):

@@ -15,7 +15,7 @@ from apps.colorize import color, data, serving
 from apps.colorize import model as model_lib
 from apps.colorize.config import Config
 from core import training
-from core.data import Splits, batched, read_bytes
+from core.data import batched, read_bytes
 from core.pipeline import Pipeline as BasePipeline
 from core.plots import image_grid_png
 
@@ -44,15 +44,6 @@ class Pipeline(BasePipeline):
     config_class = Config
 
     @property
-    def monitor(self) -> str:
-        """The colour loss alone: the class loss overfits the few labelled photos long before it does."""
-        return "val_hinted_loss" if self._names_classes else "val_loss"
-
-    @property
-    def _names_classes(self) -> bool:
-        return bool(self.state.get("classes") and self.config.scene_weight)
-
-    @property
     def temperature(self) -> float:
         """The annealed-mean temperature: the config's, else the one chosen on validation after fit()."""
         return self.config.temperature or self.state.get("temperature", 0.38)
@@ -69,14 +60,10 @@ class Pipeline(BasePipeline):
 
     def load_data(self):
         cfg = self.config
-        labeled = data.load(cfg.data, cfg.image_size, cfg.crops_per_photo, cfg.val_fraction,
-                            cfg.test_fraction, cfg.seed)
-        self._labeled = labeled  # training_data's (photo, label) pairs; everything else sees photos
-        splits = Splits(*(split.map(lambda rgb, label: rgb) for split in (labeled.train, labeled.val, labeled.test)),
-                        labeled.info)
+        splits = data.load(cfg.data, cfg.image_size, cfg.crops_per_photo, cfg.val_fraction,
+                           cfg.test_fraction, cfg.seed)
         # update, not replace: a pipeline loaded from its workdir keeps the temperature fit() chose.
-        self.state.update(num_bins=len(self.centers), bin_prior=self._bin_prior(splits.train),
-                          classes=labeled.info["classes"])
+        self.state.update(num_bins=len(self.centers), bin_prior=self._bin_prior(splits.train))
         return splits
 
     def _bin_prior(self, train: tf.data.Dataset) -> list[float]:
@@ -90,38 +77,24 @@ class Pipeline(BasePipeline):
         return [round(float(p), 8) for p in counts / max(counts.sum(), 1.0)]
 
     def make_model(self):
-        return model_lib.build_model(self.config, self.state["num_bins"], len(self.state.get("classes", [])))
-
-    @property
-    def colorizer(self) -> keras.Model:
-        """The trained model's colour output: what decoding, evaluation and the endpoints run."""
-        return model_lib.colour_output(self.require_model())
+        return model_lib.build_model(self.config, self.state["num_bins"])
 
     def compile_model(self, model):
         cfg = self.config
         weights = color.rebalancing_weights(np.asarray(self.state["bin_prior"]), self.centers, cfg.rebalance,
                                             cfg.soft_sigma)
-        loss = model_lib.make_loss(cfg, self.centers, weights)
-        if len(model.outputs) > 1:  # photos without a label (-1) add nothing to the class loss
-            loss = [loss, keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=-1)]
-        model.compile(optimizer=keras.optimizers.AdamW(self.learning_rate, weight_decay=1e-4), loss=loss,
-                      loss_weights=[1.0, cfg.scene_weight] if len(model.outputs) > 1 else None,
-                      jit_compile=cfg.jit_compile)
+        model.compile(optimizer=keras.optimizers.AdamW(self.learning_rate, weight_decay=1e-4),
+                      loss=model_lib.make_loss(cfg, self.centers, weights), jit_compile=cfg.jit_compile)
 
     def training_data(self, splits):
-        augment, names_classes = self.config.augment, self._names_classes
+        augment = self.config.augment
 
-        def train_example(rgb, label):
-            x, ab = examples(random_crops_and_flips(rgb) if augment else rgb, simulate_hints=True)
-            return (x, (ab, label)) if names_classes else (x, ab)
-
-        def val_example(rgb, label):
-            x, ab = examples(rgb)
-            return (x, (ab, label)) if names_classes else (x, ab)
+        def train_example(rgb):
+            return examples(random_crops_and_flips(rgb) if augment else rgb, simulate_hints=True)
 
         b = self.global_batch_size
-        train = batched(self._labeled.train, b, shuffle=True, seed=self.config.seed, map_fn=train_example)
-        val = batched(self._labeled.val, b, map_fn=val_example)
+        train = batched(splits.train, b, shuffle=True, seed=self.config.seed, map_fn=train_example)
+        val = batched(splits.val, b, map_fn=examples)
         return train, val
 
     def fit(self) -> dict:
@@ -144,7 +117,7 @@ class Pipeline(BasePipeline):
         scores = {}
         for temperature in (cfg.temperature,) if cfg.temperature else TEMPERATURES:
             # The model runs once per temperature; without hints the gain is a plain product, as in predict_ab.
-            ab = serving.make_ab_predictor(self.colorizer, self.centers, temperature)(lightness)
+            ab = serving.make_ab_predictor(self.require_model(), self.centers, temperature)(lightness)
             for saturation in (cfg.saturation,) if cfg.saturation else SATURATIONS:
                 scores[temperature, saturation] = quality(serving.recombine(rgb, ab * saturation), rgb)
         best = pick_decoding(scores, cfg.min_colorfulness)
@@ -154,12 +127,11 @@ class Pipeline(BasePipeline):
 
     def extra_callbacks(self):
         # Small photo sets plateau early at a high learning rate; halving it keeps the loss falling.
-        return [keras.callbacks.ReduceLROnPlateau(self.monitor, mode=self.monitor_mode, factor=0.5, patience=3,
-                                                  min_lr=1e-5)]
+        return [keras.callbacks.ReduceLROnPlateau(self.monitor, factor=0.5, patience=3, min_lr=1e-5)]
 
     def compute_metrics(self, test):
         cfg = self.config
-        colorize = tf.function(serving.make_colorizer(self.colorizer, cfg.image_size, self.centers,
+        colorize = tf.function(serving.make_colorizer(self.require_model(), cfg.image_size, self.centers,
                                                       self.temperature, self.saturation))
         rgb = tf.concat(list(batched(test, 256, cache=False)), axis=0) / 255.0
         gray = color.gray_rgb(color.lightness(rgb))
@@ -181,7 +153,7 @@ class Pipeline(BasePipeline):
 
     def make_endpoints(self):
         cfg = self.config
-        return serving.make_endpoints(self.colorizer, cfg.image_size, self.centers, self.temperature,
+        return serving.make_endpoints(self.require_model(), cfg.image_size, self.centers, self.temperature,
                                       self.saturation)
 
     def encode_request(self, raw_inputs: Sequence[Any]):

@@ -252,54 +252,6 @@ def test_folder_source_on_real_flowers(tmp_path):
     image = next(iter(splits.test))
     assert tuple(image.shape) == (32, 32, 3) and float(tf.reduce_max(image)) > 100
     assert np.count_nonzero(p.state["bin_prior"]) > 20
-    assert p.state["classes"] == ["daisy", "dandelion", "roses", "sunflowers", "tulips"]
-
-
-def test_tfds_source_labels_the_photos_by_its_label_feature():
-    tfds = pytest.importorskip("tensorflow_datasets")
-    from apps.colorize import data
-
-    with tfds.testing.mock_data(num_examples=12):  # tf_flowers' features: image, label of 5 names
-        splits = data.load("tfds:tf_flowers", 32, 10, 0.1, 0.15, seed=0)
-        pairs = list(splits.train.take(3))
-    assert sorted(splits.info["classes"]) == ["daisy", "dandelion", "roses", "sunflowers", "tulips"]
-    assert all(tuple(x.shape) == (32, 32, 3) and 0 <= int(y) < 5 for x, y in pairs)
-
-
-def test_class_folders_train_a_class_loss_beside_the_colours(tmp_path):
-    """Photos in class folders: the model also names the class (the scene features learn what the photo
-    shows); labels change nothing of the split, and the export stays photo in, photo out."""
-    from core.data import image_folder
-
-    rng = np.random.default_rng(0)
-    for name, tint in (("roses", (200, 30, 40)), ("sky", (150, 190, 250))):
-        (tmp_path / "photos" / name).mkdir(parents=True)
-        for i in range(10):
-            photo = np.clip(rng.normal(tint, 40, size=(40, 40, 3)), 0, 255).astype(np.uint8)
-            Image.fromarray(photo).save(tmp_path / "photos" / name / f"{i}.png")
-    root = tmp_path / "photos"
-    labeled = image_folder(root, 32, (0.6, 0.2, 0.2), seed=0, labeled=True)
-    plain = image_folder(root, 32, (0.6, 0.2, 0.2), seed=0)
-    assert labeled.info["classes"] == ["roses", "sky"]
-    for with_labels, without in ((labeled.train, plain.train), (labeled.test, plain.test)):
-        pairs = list(with_labels.as_numpy_iterator())
-        np.testing.assert_array_equal(np.stack([x for x, _ in pairs]), np.stack(list(without.as_numpy_iterator())))
-        # Reds are roses, blues sky: each label is its photo's folder.
-        assert all(int(y) == int(x[..., 2].mean() > x[..., 0].mean()) for x, y in pairs)
-    p = Pipeline(Config.preset("smoke", data=str(root), prior_images=16, epochs=2), workdir=tmp_path / "run")
-    history = p.fit()["history"]
-    assert len(p.model.outputs) == 2 and p.monitor == "val_hinted_loss"
-    # Dark roses, light sky: the lightness alone tells them apart, better than chance (ln 2) on validation.
-    assert history["val_scene_class_loss"][-1] < 0.6 and "val_hinted_loss" in history, history
-    answer = Pipeline.from_workdir(p.workdir).predict(p.sample_inputs(1))[0]
-    assert (answer["width"], answer["height"]) == (32, 32)
-    # The same photos without class folders: no labels, no class output.
-    flat = tmp_path / "flat"
-    flat.mkdir()
-    for path in sorted(root.rglob("*.png"))[:12]:
-        (flat / f"{path.parent.name}_{path.name}").write_bytes(path.read_bytes())
-    assert image_folder(flat, 32, (0.6, 0.2, 0.2), seed=0, labeled=True).info["classes"] == []
-    assert len(Pipeline(Config.preset("smoke", data=str(flat), prior_images=16)).build_model().outputs) == 1
 
 
 @pytest.mark.slow
