@@ -41,7 +41,6 @@ def position_examples(pipeline, n: int = 5) -> list[dict]:
 
 BENCH = BenchSpec(
     overrides={"epochs": 400, "filters": 64, "blocks": 4, "games_per_iteration": 128, "simulations": 96,
-               "random_openings": 0.5,
                "batch_size": 256, "learning_rate": 1e-3, "buffer_size": 120000, "time_budget_s": 3300,
                "eval_games": 200, "eval_simulations": 200, "negamax_depth": 4, "ablation": True,
                "test_positions": 1000, "solver_games": 20, "curve_games": 20, "verbose": 2},

@@ -24,7 +24,6 @@ class Config(BaseConfig):
     dirichlet_alpha: float = 1.0  # root noise concentration in self-play (0: no noise)
     noise_fraction: float = 0.25  # share of the root priors replaced by the noise
     temperature_plies: int = 8  # opening plies whose moves are drawn in proportion to the visits
-    random_openings: float = 0.0  # share of self-play games opened by up to 12 random moves (broader positions)
     buffer_size: int = 30000  # replay buffer capacity in positions (mirrors included)
     # Evaluation.
     eval_games: int = 40  # games against each baseline, alternating who starts
@@ -47,9 +46,8 @@ class Config(BaseConfig):
                  "negamax_depth": 2, "curve_games": 16, "test_positions": 120, "solver_games": 2,
                  "time_budget_s": 45},
         "full": {"epochs": 300, "filters": 64, "blocks": 5, "games_per_iteration": 128, "simulations": 200,
-                 "random_openings": 0.5, "batch_size": 256, "learning_rate": 1e-3, "buffer_size": 200000,
-                 "eval_games": 200, "eval_simulations": 200, "ablation": True, "test_positions": 1000,
-                 "solver_games": 50},
+                 "batch_size": 256, "learning_rate": 1e-3, "buffer_size": 200000, "eval_games": 200,
+                 "eval_simulations": 200, "ablation": True, "test_positions": 1000, "solver_games": 50},
     }
 
     def check(self) -> None:
@@ -58,7 +56,5 @@ class Config(BaseConfig):
                     "eval_simulations", "negamax_depth"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be at least 1. Received: {key}={getattr(self, key)!r}")
-        if not 0 <= self.random_openings <= 1:
-            raise ValueError(f"random_openings must be in [0, 1]. Received: random_openings={self.random_openings!r}")
         if not 0 <= self.noise_fraction <= 1:
             raise ValueError(f"noise_fraction must be in [0, 1]. Received: noise_fraction={self.noise_fraction!r}")

@@ -20,30 +20,10 @@ import tensorflow as tf
 from apps.game_agent import agents, mcts
 from apps.game_agent.games import Game
 
-RANDOM_OPENING_PLIES = 12
-
-
-def random_opening(game: Game, rng: np.random.Generator):
-    """A position after 0..RANDOM_OPENING_PLIES uniformly random moves that do not end the game."""
-    state = game.initial()
-    for _ in range(int(rng.integers(0, RANDOM_OPENING_PLIES + 1))):
-        after = game.play(state, int(rng.choice(game.legal(state))))
-        if game.outcome(after) is not None:
-            break
-        state = after
-    return state
-
 
 def self_play(game: Game, evaluate: mcts.Evaluator, cfg, rng: np.random.Generator):
-    """(planes [M, r, c, 2], policies [M, A], results [M], position keys) of `games_per_iteration` games.
-
-    A share (`random_openings`) of the games starts from a random opening, which self-play of a strong
-    network alone would never reach: the positions of games against weaker players look like those.
-    The random moves themselves are not stored (no search chose them).
-    """
-    states = [random_opening(game, rng) if cfg.random_openings and rng.random() < cfg.random_openings
-              else game.initial()
-              for _ in range(cfg.games_per_iteration)]
+    """(planes [M, r, c, 2], policies [M, A], results [M], position keys) of `games_per_iteration` games."""
+    states = [game.initial()] * cfg.games_per_iteration
     records: list[list] = [[] for _ in states]
     while True:
         live = [g for g, s in enumerate(states) if game.outcome(s) is None]

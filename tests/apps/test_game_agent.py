@@ -101,22 +101,6 @@ def test_self_play_records_mirrored_positions_and_consistent_results():
     assert planes[0].sum() == 0  # every game starts on the empty board
 
 
-def test_random_openings_start_games_from_unfinished_random_positions():
-    rng = np.random.default_rng(0)
-    openings = [selfplay.random_opening(GAME, rng) for _ in range(200)]
-    assert all(GAME.outcome(s) is None for s in openings)
-    plies = [s.ply for s in openings]
-    assert min(plies) == 0 and max(plies) == selfplay.RANDOM_OPENING_PLIES and len(set(plies)) > 8
-    empty_boards = {}
-    for share in (0.0, 1.0):
-        cfg = Config.preset("smoke", games_per_iteration=8, simulations=4, random_openings=share)
-        planes, _, results, _ = selfplay.self_play(GAME, mcts.rollout_evaluator(GAME), cfg, np.random.default_rng(1))
-        empty_boards[share] = int((planes[0::2].sum(axis=(1, 2, 3)) == 0).sum())
-        assert set(np.unique(results)) <= {-1.0, 0.0, 1.0}
-    # Every game stores its first searched position: the empty board, unless it opened with random moves.
-    assert empty_boards[0.0] == 8 and empty_boards[1.0] <= 2, empty_boards
-
-
 def test_smoke_self_play_beats_random_clearly(trained):
     pipeline, fit = trained
     metrics = pipeline.evaluate()
