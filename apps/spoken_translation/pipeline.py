@@ -222,10 +222,12 @@ class Pipeline(BasePipeline):
                 lengths = model_lib.logit_lengths(samples, step)
                 logits = model.recognizer(x, training=False)
                 greedy, confidence, _ = serving.greedy_ctc(logits, lengths, tf.fill([tf.shape(x)[0]], audio.BLANK))
-                text = greedy
-                if model.lm_order:
-                    text = tf.cond(use_lm, lambda: serving.lm_decode(model, logits, lengths, cfg)[0], lambda: greedy)
-                return serving.tidy(text), serving.tidy(greedy), confidence
+                greedy = serving.tidy(greedy)
+                if not model.lm_order:
+                    return greedy, greedy, confidence
+                text = tf.cond(use_lm, lambda: serving.tidy(serving.lm_decode(model, logits, lengths, cfg)[0]),
+                               lambda: greedy)
+                return text, greedy, confidence
 
             self._transcribe_fn = run
         run = self._transcribe_fn
