@@ -117,6 +117,18 @@ def batched(ds: tf.data.Dataset, batch_size: int, *, shuffle: bool = False, seed
     return ds.prefetch(AUTOTUNE)
 
 
+def with_known_length(ds: tf.data.Dataset) -> tf.data.Dataset:
+    """`ds`, with its length made known to tf.data when a filter (or a generator) hid it.
+
+    Keras reads an unknown length as a shortage: it warns "Your input ran out of data; interrupting
+    training" when the first validation pass ends. Counting takes one pass, which also fills a cache.
+    """
+    if ds.cardinality() != tf.data.UNKNOWN_CARDINALITY:
+        return ds
+    count = ds.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1)
+    return ds.apply(tf.data.experimental.assert_cardinality(count))
+
+
 def list_files(root: str | Path, extensions: Sequence[str]) -> list[Path]:
     """All files under `root` (recursively) with one of `extensions`, sorted for determinism."""
     root = Path(root)

@@ -12,6 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from core import callbacks as callbacks_lib
+from core.data import with_known_length
 from core.distribute import is_chief
 
 
@@ -65,6 +66,8 @@ def fit_model(model: keras.Model, train: tf.data.Dataset, val: tf.data.Dataset |
         workdir, monitor=monitor, mode=mode, patience=config.early_stopping_patience,
         time_budget_s=config.time_budget_s, backup_every_steps=config.backup_every_steps,
         batch_size=batch_size, write_files=chief) + list(extra_callbacks or [])
+    if val is not None:
+        val = with_known_length(val)
     start = time.monotonic()
     history = model.fit(train, validation_data=val, epochs=config.epochs, initial_epoch=initial_epoch,
                         steps_per_epoch=steps_per_epoch or None, callbacks=cbs, verbose=config.verbose,

@@ -48,3 +48,19 @@ def test_a_kill_mid_write_leaves_only_a_temporary_file(tmp_path):
     backup.mkdir()
     (backup / ".incomplete.weights.h5").write_bytes(b"half a file")
     assert fit(toy(), backup, epochs=2).epoch == [0, 1]
+
+
+def test_a_filtered_validation_set_is_not_reported_as_running_out(tmp_path, recwarn):
+    import tensorflow as tf
+
+    from core.config import BaseConfig
+    from core.data import with_known_length
+    from core.training import fit_model
+
+    pairs = tf.data.Dataset.from_tensor_slices((np.ones((10, 3), np.float32), np.ones((10, 1), np.float32)))
+    val = pairs.filter(lambda x, y: True).batch(4)  # a filter hides the length from tf.data
+    assert val.cardinality() == tf.data.UNKNOWN_CARDINALITY
+    assert with_known_length(val).cardinality() == 3
+    result = fit_model(toy(), pairs.batch(4), val, config=BaseConfig(epochs=2, verbose=0), workdir=tmp_path)
+    assert result["epochs_run"] == 2
+    assert not [w for w in recwarn if "ran out of data" in str(w.message)]
