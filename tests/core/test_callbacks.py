@@ -1,9 +1,14 @@
-"""Resuming survives a kill at any moment: a newest backup cut short falls back to the one before."""
+"""The training loop's callbacks: resuming survives a kill at any moment (a newest backup cut short falls
+back to the one before), and a validation set of unknown length is not reported as running out."""
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from core.callbacks import SafeBackupAndRestore
+from core.config import BaseConfig
+from core.data import with_known_length
+from core.training import fit_model
 
 
 class StopAfter(keras.callbacks.Callback):
@@ -51,12 +56,6 @@ def test_a_kill_mid_write_leaves_only_a_temporary_file(tmp_path):
 
 
 def test_a_filtered_validation_set_is_not_reported_as_running_out(tmp_path, recwarn):
-    import tensorflow as tf
-
-    from core.config import BaseConfig
-    from core.data import with_known_length
-    from core.training import fit_model
-
     pairs = tf.data.Dataset.from_tensor_slices((np.ones((10, 3), np.float32), np.ones((10, 1), np.float32)))
     val = pairs.filter(lambda x, y: True).batch(4)  # a filter hides the length from tf.data
     assert val.cardinality() == tf.data.UNKNOWN_CARDINALITY
