@@ -12,30 +12,27 @@ from keras import layers, ops
 
 @keras.saving.register_keras_serializable(package="catalogue")
 class ConvBlock(layers.Layer):
-    """Conv2D -> BatchNorm -> activation, optionally depthwise-separable.
+    """Conv2D -> BatchNorm -> activation.
 
     Args:
         filters: output channels.
         kernel_size: convolution window.
         strides: convolution stride (2 halves the resolution).
-        separable: use a depthwise-separable convolution (fewer FLOPs, same receptive field).
         activation: activation name.
 
     Example:
         >>> y = ConvBlock(32, strides=2)(keras.ops.zeros((1, 64, 64, 3)))  # (1, 32, 32, 32)
     """
 
-    def __init__(self, filters, kernel_size=3, strides=1, separable=False, activation="swish", **kwargs):
+    def __init__(self, filters, kernel_size=3, strides=1, activation="swish", **kwargs):
         super().__init__(**kwargs)
         if filters <= 0:
             raise ValueError(f"filters must be positive. Received: filters={filters}")
         self.filters = filters
         self.kernel_size = kernel_size
         self.strides = strides
-        self.separable = separable
         self.activation = activation
-        conv = layers.SeparableConv2D if separable else layers.Conv2D
-        self.conv = conv(filters, kernel_size, strides=strides, padding="same", use_bias=False)
+        self.conv = layers.Conv2D(filters, kernel_size, strides=strides, padding="same", use_bias=False)
         # momentum 0.9: moving statistics settle within the few hundred steps of small-data runs.
         self.norm = layers.BatchNormalization(momentum=0.9)
         self.act = layers.Activation(activation)
@@ -45,7 +42,7 @@ class ConvBlock(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,
-                "strides": self.strides, "separable": self.separable, "activation": self.activation}
+                "strides": self.strides, "activation": self.activation}
 
 
 @keras.saving.register_keras_serializable(package="catalogue")
@@ -55,19 +52,16 @@ class ResidualBlock(layers.Layer):
     Args:
         filters: output channels.
         strides: stride of the first convolution.
-        separable: depthwise-separable convolutions.
         activation: activation name.
     """
 
-    def __init__(self, filters, strides=1, separable=False, activation="swish", **kwargs):
+    def __init__(self, filters, strides=1, activation="swish", **kwargs):
         super().__init__(**kwargs)
         self.filters = filters
         self.strides = strides
-        self.separable = separable
         self.activation = activation
-        self.block1 = ConvBlock(filters, 3, strides, separable, activation)
-        self.conv2 = (layers.SeparableConv2D if separable else layers.Conv2D)(
-            filters, 3, padding="same", use_bias=False)
+        self.block1 = ConvBlock(filters, 3, strides, activation)
+        self.conv2 = layers.Conv2D(filters, 3, padding="same", use_bias=False)
         # Zero-initialised last norm: each block starts as the identity, which trains deep nets faster.
         self.norm2 = layers.BatchNormalization(momentum=0.9, gamma_initializer="zeros")
         self.project = None
@@ -88,7 +82,7 @@ class ResidualBlock(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "strides": self.strides,
-                "separable": self.separable, "activation": self.activation}
+                "activation": self.activation}
 
 
 @keras.saving.register_keras_serializable(package="catalogue")
