@@ -85,6 +85,20 @@ class ResidualBlock(layers.Layer):
                 "activation": self.activation}
 
 
+def classifier_head(x, num_classes: int, dropout: float):
+    """Features -> class probabilities: dropout, then a softmax Dense named "probabilities".
+
+    The softmax runs in float32 even under mixed precision, so scores and the loss stay exact.
+
+    Example:
+        >>> probabilities = classifier_head(features, num_classes=10, dropout=0.2)
+    """
+    if num_classes < 2:
+        raise ValueError(f"num_classes must be at least 2. Received: num_classes={num_classes}")
+    x = layers.Dropout(dropout)(x)
+    return layers.Dense(num_classes, activation="softmax", dtype="float32", name="probabilities")(x)
+
+
 @keras.saving.register_keras_serializable(package="catalogue")
 class PositionalEmbedding(layers.Layer):
     """Token embedding plus a learned position embedding; token id 0 is padding and is masked.

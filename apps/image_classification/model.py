@@ -11,7 +11,7 @@ import keras
 from keras import layers
 
 from core.backbones import backbone_features
-from core.layers import ConvBlock, ResidualBlock
+from core.layers import ConvBlock, ResidualBlock, classifier_head
 
 
 def augmentation(flip: bool, seed: int) -> keras.Sequential:
@@ -41,11 +41,7 @@ def build_features(config) -> keras.Model:
 
 def build_model(config, num_classes: int) -> keras.Model:
     """Image batch -> class probabilities (float32 even under mixed precision)."""
-    if num_classes < 2:
-        raise ValueError(f"num_classes must be at least 2. Received: num_classes={num_classes}")
     inputs = keras.Input((config.image_size, config.image_size, 3), name="images")
     x = augmentation(config.flip, config.seed)(inputs) if config.augment else inputs
-    x = build_features(config)(x)
-    x = layers.Dropout(config.dropout)(x)
-    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="probabilities")(x)
+    outputs = classifier_head(build_features(config)(x), num_classes, config.dropout)
     return keras.Model(inputs, outputs, name="image_classifier")

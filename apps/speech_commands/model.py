@@ -14,7 +14,7 @@ from keras import layers
 
 from apps.speech_commands.audio import LogMelSpectrogram
 from core.hub import hub_layer
-from core.layers import ConvBlock, ResidualBlock
+from core.layers import ConvBlock, ResidualBlock, classifier_head
 
 
 @keras.saving.register_keras_serializable(package="speech_commands")
@@ -106,10 +106,6 @@ def build_encoder(config) -> keras.Model:
 
 def build_model(config, num_classes: int) -> keras.Model:
     """Waveform batch -> class probabilities (float32 even under mixed precision)."""
-    if num_classes < 2:
-        raise ValueError(f"num_classes must be at least 2. Received: num_classes={num_classes}")
     inputs = keras.Input((config.clip_samples,), name="waveform")
-    x = build_encoder(config)(inputs)
-    x = layers.Dropout(config.dropout)(x)
-    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="probabilities")(x)
+    outputs = classifier_head(build_encoder(config)(inputs), num_classes, config.dropout)
     return keras.Model(inputs, outputs, name="speech_commands")
