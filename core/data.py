@@ -181,22 +181,35 @@ def load_tfds(name: str, split: str | None = None, **kwargs):
 _IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM")
 DEFAULT_MAX_IMAGE_PIXELS = 40_000_000
 MAX_IMAGE_PIXELS_ENV = "CATALOGUE_MAX_IMAGE_PIXELS"
+# Images of one request decode side by side: four at the per-image limit take about 2 GB decoded.
+DEFAULT_REQUEST_IMAGES_AT_LIMIT = 4
+MAX_REQUEST_PIXELS_ENV = "CATALOGUE_MAX_REQUEST_PIXELS"
 
 
-def max_image_pixels() -> int:
-    """The pixel limit per image that decoding graphs embed when traced (so exports carry it):
-    CATALOGUE_MAX_IMAGE_PIXELS when set at export time, else DEFAULT_MAX_IMAGE_PIXELS."""
-    raw = os.environ.get(MAX_IMAGE_PIXELS_ENV, "").strip()
+def _pixels_from_env(name: str) -> int | None:
+    raw = os.environ.get(name, "").strip()
     if not raw:
-        return DEFAULT_MAX_IMAGE_PIXELS
+        return None
     try:
         value = int(float(raw))
     except ValueError:
         value = 0
     if value < 1:
-        raise ValueError(f"{MAX_IMAGE_PIXELS_ENV} must be a positive number of pixels. "
-                         f"Received: {MAX_IMAGE_PIXELS_ENV}={raw!r}")
+        raise ValueError(f"{name} must be a positive number of pixels. Received: {name}={raw!r}")
     return value
+
+
+def max_image_pixels() -> int:
+    """The pixel limit per image that decoding graphs embed when traced (so exports carry it):
+    CATALOGUE_MAX_IMAGE_PIXELS when set at export time, else DEFAULT_MAX_IMAGE_PIXELS."""
+    return _pixels_from_env(MAX_IMAGE_PIXELS_ENV) or DEFAULT_MAX_IMAGE_PIXELS
+
+
+def max_request_pixels() -> int:
+    """The limit on the pixels of all images of one request, embedded like max_image_pixels():
+    CATALOGUE_MAX_REQUEST_PIXELS when set at export time, else DEFAULT_REQUEST_IMAGES_AT_LIMIT
+    images at the per-image limit."""
+    return _pixels_from_env(MAX_REQUEST_PIXELS_ENV) or DEFAULT_REQUEST_IMAGES_AT_LIMIT * max_image_pixels()
 
 
 def printable(data: tf.Tensor, length: int = 16) -> tf.Tensor:
@@ -348,14 +361,41 @@ def image_folder(root: str | Path, size: int, fractions: Sequence[float], seed: 
     return Splits(make(parts[0]), make(parts[1]), make(parts[2]), info)
 
 
+def check_request_size(batch: tf.Tensor, input_name: str = "image_bytes", max_pixels: int | None = None,
+                       max_total_pixels: int | None = None) -> tf.Operation:
+    """Refuses (InvalidArgument naming the total and the limit) a batch of encoded images whose headers
+    declare more than `max_total_pixels` pixels in all (default: max_request_pixels()), before any
+    decoding: images decode side by side, so each being under the per-image limit is not enough."""
+    limit = max_image_pixels() if max_pixels is None else int(max_pixels)
+    request_limit = max_request_pixels() if max_total_pixels is None else int(max_total_pixels)
+
+    def pixels(data):
+        height, width, frames = image_header_size(data, limit)
+        return height * width * frames
+
+    each = tf.map_fn(pixels, tf.reshape(batch, [-1]), fn_output_signature=tf.int64)
+    # An image over its own limit is refused by name when it is decoded; the total counts the others.
+    total = tf.reduce_sum(tf.where(each <= limit, each, 0))
+    message = tf.strings.format(
+        f"Request too large in {input_name}: {{}} images declare {{}} pixels in all, more than the limit "
+        f"of {request_limit} pixels per request ({MAX_REQUEST_PIXELS_ENV} when exporting)", [tf.size(each), total])
+    return tf.debugging.Assert(total <= request_limit, [message])
+
+
 def decode_resize_images(batch: tf.Tensor, size: Sequence[int], channels: int = 3,
-                         input_name: str = "image_bytes", max_pixels: int | None = None) -> tf.Tensor:
-    """Batch of encoded images of any sizes -> float32 [N, size[0], size[1], channels] in [0, 255]."""
+                         input_name: str = "image_bytes", max_pixels: int | None = None,
+                         max_total_pixels: int | None = None) -> tf.Tensor:
+    """Batch of encoded images of any sizes -> float32 [N, size[0], size[1], channels] in [0, 255].
+
+    The headers' pixels are checked per image (`max_pixels`) and for the batch (`max_total_pixels`)
+    before anything is decoded."""
 
     def one(data):
         # Resized from uint8 (the same pixels as from float32): no float copy of the full-size image.
         return tf.image.resize(decode_image(data, channels, input_name, max_pixels), size, antialias=True)
 
+    with tf.control_dependencies([check_request_size(batch, input_name, max_pixels, max_total_pixels)]):
+        batch = tf.identity(batch)
     # Images decode independently: let the graph run several at once (batch 32 was decode-bound).
     return tf.map_fn(one, batch, fn_output_signature=tf.TensorSpec([*size, channels], tf.float32),
                      parallel_iterations=16)

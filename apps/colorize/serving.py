@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from apps.colorize import color
-from core.data import decode_image
+from core.data import check_request_size, decode_image
 from core.export import run_model
 
 HINT_CHANNELS = 3  # a and b of the hinted colour, and a mask that is 1 where a hint is
@@ -107,6 +107,8 @@ def make_endpoints(model, image_size: int, centers: np.ndarray, temperature: flo
         # Only what must be per image runs per image: decoding (once) and PNG encoding. A loop step
         # costs more in op dispatch than in arithmetic for photos this small, so the resizing, the
         # model and the colour conversions run on the batch.
+        with tf.control_dependencies([check_request_size(image_bytes)]):  # every photo stays decoded at once
+            image_bytes = tf.identity(image_bytes)
         flat, sizes = each(decode_flat, image_bytes,
                            (tf.RaggedTensorSpec([None], tf.uint8, ragged_rank=0), tf.TensorSpec([2], tf.int32)))
         maps = hint_maps(hints, sizes, image_size)

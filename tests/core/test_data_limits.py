@@ -1,6 +1,7 @@
 """What core.data's decoding graphs refuse before any work: images whose header declares more pixels
-than the limit (PNG, JPEG, GIF frames, BMP), bytes that are no image (with a printable message), and
-text that is not UTF-8; and that the limit is baked into an export."""
+than the limit (PNG, JPEG, GIF frames, BMP), requests whose images declare more pixels in all than
+the request limit, bytes that are no image (with a printable message), and text that is not UTF-8;
+and that the limits are baked into an export."""
 
 import io
 import struct
@@ -60,8 +61,9 @@ def header(image):
     return tf.stack(data.image_header_size(image, LIMIT))
 
 
-def decode(images, max_pixels=LIMIT):
-    return tf.function(lambda x: data.decode_resize_images(x, (8, 8), max_pixels=max_pixels))(tf.constant(images))
+def decode(images, max_pixels=LIMIT, max_total_pixels=None):
+    return tf.function(lambda x: data.decode_resize_images(x, (8, 8), max_pixels=max_pixels,
+                                                           max_total_pixels=max_total_pixels))(tf.constant(images))
 
 
 def test_headers_give_the_size_without_decoding():
@@ -103,8 +105,35 @@ def test_gif_frames_count_towards_the_limit():
     assert decode([noisy]).shape == (1, 8, 8, 3)
 
 
+def test_requests_over_the_total_pixel_limit_are_refused_before_decoding():
+    # Header-only PNGs: decoding any of them would fail, so the refusal comes before decoding.
+    legal = png_header_only(900, 900)
+    started = time.perf_counter()
+    with pytest.raises(tf.errors.InvalidArgumentError) as info:
+        decode([legal] * 3, max_total_pixels=2_000_000)
+    assert ("Request too large in image_bytes: 3 images declare 2430000 pixels in all, more than the limit of "
+            "2000000 pixels per request (CATALOGUE_MAX_REQUEST_PIXELS when exporting)") in info.value.message
+    assert time.perf_counter() - started < 5
+    assert decode([encoded("PNG", 50, 50)] * 2, max_total_pixels=5000).shape == (2, 8, 8, 3)
+    # An image over its own limit is named as such, whatever the total.
+    with pytest.raises(tf.errors.InvalidArgumentError, match="Image too large in image_bytes: 16000x16000"):
+        decode([encoded("PNG", 8, 8), png_header_only(16000, 16000)], max_total_pixels=100)
+
+
+def test_the_request_limit_defaults_to_several_images_at_the_image_limit(monkeypatch):
+    monkeypatch.delenv(data.MAX_REQUEST_PIXELS_ENV, raising=False)
+    monkeypatch.setenv(data.MAX_IMAGE_PIXELS_ENV, "2500")
+    assert data.max_request_pixels() == data.DEFAULT_REQUEST_IMAGES_AT_LIMIT * 2500
+    monkeypatch.setenv(data.MAX_REQUEST_PIXELS_ENV, "1e4")
+    assert data.max_request_pixels() == 10_000
+    monkeypatch.setenv(data.MAX_REQUEST_PIXELS_ENV, "0")
+    with pytest.raises(ValueError, match="positive number of pixels. Received: CATALOGUE_MAX_REQUEST_PIXELS='0'"):
+        data.max_request_pixels()
+
+
 def test_the_limit_is_read_at_export_and_baked_into_the_graph(tmp_path, monkeypatch):
     monkeypatch.setenv(data.MAX_IMAGE_PIXELS_ENV, "2500")
+    monkeypatch.setenv(data.MAX_REQUEST_PIXELS_ENV, "6000")
     assert data.max_image_pixels() == 2500
 
     class Module(tf.Module):
@@ -114,11 +143,14 @@ def test_the_limit_is_read_at_export_and_baked_into_the_graph(tmp_path, monkeypa
 
     tf.saved_model.save(Module(), str(tmp_path / "model"))
     monkeypatch.delenv(data.MAX_IMAGE_PIXELS_ENV)
+    monkeypatch.delenv(data.MAX_REQUEST_PIXELS_ENV)
     assert data.max_image_pixels() == data.DEFAULT_MAX_IMAGE_PIXELS
     loaded = tf.saved_model.load(str(tmp_path / "model"))
-    assert loaded.serve(tf.constant([encoded("PNG", 50, 50)])).shape == (1, 4, 4, 3)
+    assert loaded.serve(tf.constant([encoded("PNG", 50, 50)] * 2)).shape == (2, 4, 4, 3)
     with pytest.raises(tf.errors.InvalidArgumentError, match="51x50 pixels .* limit of 2500 pixels"):
         loaded.serve(tf.constant([encoded("PNG", 50, 51)]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="7500 pixels in all, more than the limit of 6000"):
+        loaded.serve(tf.constant([encoded("PNG", 50, 50)] * 3))
     monkeypatch.setenv(data.MAX_IMAGE_PIXELS_ENV, "lots")
     with pytest.raises(ValueError, match="positive number of pixels. Received: CATALOGUE_MAX_IMAGE_PIXELS='lots'"):
         data.max_image_pixels()
