@@ -13,11 +13,10 @@ Unconditional: the same sources with their labels dropped, and a folder may be a
 from __future__ import annotations
 
 from apps.image_classification.data import load as load_classified
+from apps.image_generation.model import UNCONDITIONAL_CLASSES
 from core.data import Source, Splits, image_folder
 
-__all__ = ["load", "UNCONDITIONAL_CLASSES"]
-
-UNCONDITIONAL_CLASSES = [""]  # the one class of an unconditional model: the empty label
+__all__ = ["load"]
 
 
 def load(spec: str, size: int, val_fraction: float, test_fraction: float, seed: int,

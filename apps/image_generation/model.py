@@ -17,6 +17,7 @@ import tensorflow as tf
 from keras import layers
 
 CLUSTERS = 10  # classes of the unconditional judge: k-means clusters of the training images
+UNCONDITIONAL_CLASSES = [""]  # the one class of an unconditional model: the empty label
 
 
 def conditional_batch_norm(x, embedded, channels: int):

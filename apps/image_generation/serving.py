@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from apps.image_generation.data import UNCONDITIONAL_CLASSES
+from apps.image_generation.model import UNCONDITIONAL_CLASSES
 from core.data import check_utf8
 from core.export import run_model
 
