@@ -52,7 +52,6 @@ class Config(BaseConfig):
     test_fraction: float = 0.15  # share of the sentences held out for testing (split by sentence)
     max_train_seconds: float = 0.0  # folders: longer training/validation clips are skipped (0: max_seconds)
     synthetic_voices: int = 0  # folders: eSpeak renders of each training sentence added to the training audio
-    real_training_audio: bool = True  # folders: false trains on the eSpeak renders alone (synthetic-only baseline)
     text_pairs: str = ""  # extra pairs: folder of train.en + train.fr/.es (a path, or a name under CATALOGUE_DATA)
     max_text_pairs: int = 0  # 0: every extra pair; otherwise the first N of each language
     # Translation model (apps.translation's Translator, one model for both languages: a tag picks the target).

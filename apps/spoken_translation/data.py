@@ -12,7 +12,7 @@
 - tfds:NAME: a TFDS speech set with `speech` and `text` features (librispeech), its own splits.
 
 With `synthetic_voices`, eSpeak renders of every training sentence join a folder's training split
-(`real_training_audio=false`: they replace it, the bench's synthetic-only baseline).
+(`load(config, real_training_audio=False)`: they replace it, the bench's synthetic-only anchor).
 """
 
 from __future__ import annotations
@@ -181,7 +181,9 @@ def wav_seconds(path: str) -> float:
         return 0.0
 
 
-def folder(root: str, config) -> Splits:
+def folder(root: str, config, real_training_audio: bool = True) -> Splits:
+    """Train / val / test of a folder, split by sentence; real_training_audio=False keeps only the eSpeak
+    renders (`synthetic_voices`) in train and val, while test stays the real recordings."""
     items, too_long = [], 0
     for item in read_manifest(Path(root)):
         text = normalize_text(item["text"])
@@ -200,7 +202,7 @@ def folder(root: str, config) -> Splits:
         if not chosen:
             raise ValueError(f"The {name} split of {root!r} is empty. Received: {len(items)} transcribed clips")
         rows = []
-        if split == 2 or config.real_training_audio:
+        if split == 2 or real_training_audio:
             waves = read_waves([it["path"] for it in chosen], config, root)
             rows = [{"waveform": w, "text": it["text"], "fr": it["fr"], "es": it["es"]} for w, it in zip(waves, chosen)]
         if split < 2 and config.synthetic_voices:
@@ -211,8 +213,8 @@ def folder(root: str, config) -> Splits:
         rows = [rows[i] for i in rng.permutation(len(rows))]
         parts.append(to_dataset(rows))
         sizes[name] = len(rows)
-    audio = "real" if config.real_training_audio else "eSpeak renders of the training sentences only"
-    if config.synthetic_voices and config.real_training_audio:
+    audio = "real" if real_training_audio else "eSpeak renders of the training sentences only"
+    if config.synthetic_voices and real_training_audio:
         audio += f", plus {config.synthetic_voices} eSpeak voices per sentence"
     info = {"source": f"folder: {root} (split by sentence; training audio: {audio})", "sizes": sizes,
             "split_by": "sentence", "skipped_too_long": too_long}
@@ -256,9 +258,11 @@ def tfds_source(name: str, config) -> Splits:
     return Splits(*parts, {"source": f"tfds: {base}", "splits": pick, "split_by": "the data set's splits"})
 
 
-def load(config) -> Splits:
+def load(config, real_training_audio: bool = True) -> Splits:
+    """The splits of `config.data`; real_training_audio only matters for folders (see folder)."""
     return Source.load(config.data, embedded=lambda: embedded(config),
-                       tfds=lambda name: tfds_source(name, config), path=lambda path: folder(path, config))
+                       tfds=lambda name: tfds_source(name, config),
+                       path=lambda path: folder(path, config, real_training_audio))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -68,9 +68,13 @@ class Pipeline(BasePipeline):
 
     # Data -------------------------------------------------------------------------------------
 
+    def speech_splits(self):
+        """The speech splits of `config.data` (the bench's synthetic-only anchor swaps in its own)."""
+        return data.load(self.config)
+
     def load_data(self):
         cfg = self.config
-        splits = data.load(cfg)
+        splits = self.speech_splits()
         extra = data.extra_pairs(cfg)
         self.pairs, self.train_transcripts = {}, []
         for split, ds in (("train", splits.train), ("val", splits.val)):
