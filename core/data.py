@@ -413,6 +413,22 @@ def check_utf8(text: tf.Tensor, input_name: str) -> tf.Tensor:
         return tf.identity(text)
 
 
+def check_text_length(text: tf.Tensor, input_name: str, max_chars: int) -> tf.Tensor:
+    """`text` after checking that no string holds more than `max_chars` UTF-8 characters, or
+    InvalidArgument naming the input, the rows and the limit: for inputs whose cost grows with their
+    length and that nothing truncates. Check UTF-8 first (check_utf8): lengths count characters."""
+    if max_chars < 1:
+        raise ValueError(f"max_chars must be positive. Received: max_chars={max_chars}")
+    lengths = tf.reshape(tf.strings.length(text, unit="UTF8_CHAR"), [-1])
+    over = lengths > max_chars
+    message = tf.strings.format(
+        f"Text too long in {input_name}: rows {{}} hold {{}} characters, more than the limit of {max_chars} "
+        f"characters per {input_name}", [tf.where(over)[:, 0], tf.boolean_mask(lengths, over)], summarize=8)
+    check = tf.debugging.Assert(tf.logical_not(tf.reduce_any(over)), [message])
+    with tf.control_dependencies([check]):
+        return tf.identity(text)
+
+
 def read_bytes(item) -> bytes:
     """Raw input for predict(): bytes as they are, a path's file content otherwise."""
     if isinstance(item, (bytes, bytearray)):

@@ -10,6 +10,9 @@ complete:        prompt only; the other settings are the config's defaults -> te
 SavedModel signatures cannot have optional inputs, hence `complete` for callers that only have a
 prompt, and `generate` for nucleus sampling; serving_default applies the config's top_p.
 
+A prompt may hold up to PROMPT_CONTEXTS times the context length in characters; longer ones are
+refused (InvalidArgument) rather than read whole.
+
 Sampling: temperature 0 is greedy decoding; top_k 0 and top_p 1 switch those filters off. Each row
 draws from tf.random.stateless_categorical seeded with (its seed and the step, a hash of its prompt),
 so an answer depends only on its own inputs and the same request always returns the same text.
@@ -19,10 +22,12 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from core.data import check_utf8
+from core.data import check_text_length, check_utf8
 
 START = "\n"  # every prompt is read after a line break, so an empty prompt has a context too
 PAD_ID, UNKNOWN_ID = 0, 1
+# Longest prompt, in contexts: the GRU reads all of it and both keep it in the padded [N, T] batch.
+PROMPT_CONTEXTS = 4
 
 
 def per_prompt(value: tf.Tensor, n: tf.Tensor, name: str) -> tf.Tensor:
@@ -130,7 +135,7 @@ def make_generate(model, lookup, inverse, *, arch: str, context_length: int, max
         raise ValueError(f"max_generate must be in [1, 2**20). Received: max_generate={max_generate}")
 
     def generate(prompt, max_new_tokens, temperature, top_k, top_p, seed):
-        prompt = check_utf8(prompt, "prompt")
+        prompt = check_text_length(check_utf8(prompt, "prompt"), "prompt", PROMPT_CONTEXTS * context_length)
         n = tf.shape(prompt)[0]
         max_new_tokens = per_prompt(max_new_tokens, n, "max_new_tokens")
         temperature = per_prompt(temperature, n, "temperature")

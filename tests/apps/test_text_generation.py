@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from apps.text_generation import Config, Pipeline, bench
+from apps.text_generation import Config, Pipeline, bench, serving
 from apps.text_generation import data as data_lib
 from core.bench import check_bars
 from core.testing import assert_export_roundtrip, shared_dataset, smoke_fit
@@ -159,6 +159,18 @@ def test_bad_inputs_give_clear_errors(trained):
         fn(**{**good, "temperature": tf.constant([-1.0])})
     with pytest.raises(tf.errors.InvalidArgumentError, match="seed must have 1 value or one per prompt"):
         fn(**{**good, "seed": tf.constant([1, 2, 3])})
+
+
+@pytest.mark.parametrize("arch", ["gpt", "gru"])
+def test_prompts_over_the_length_limit_are_refused(tmp_path, arch):
+    p = Pipeline(Config.preset("smoke", arch=arch, max_new_tokens=2), workdir=tmp_path / "run")
+    p.model = p.build_model()
+    limit = serving.PROMPT_CONTEXTS * p.config.seq_len
+    assert [len(t) for t in p.predict(["é" * limit])] == [limit + 2]
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=rf"Text too long in prompt: rows \[1\] hold \[{limit + 1}\] characters, more than "
+                             rf"the limit of {limit} characters per prompt"):
+        p.predict(["The ", "x" * (limit + 1)])
 
 
 def test_gru_generates_and_exports(tmp_path):

@@ -174,6 +174,18 @@ def test_non_images_are_refused_with_a_printable_message(garbage):
     assert f"[of length] [{len(garbage)}]" in message
 
 
+def test_text_over_the_length_limit_is_refused_naming_the_input_rows_and_limit():
+    check = tf.function(lambda text: data.check_text_length(text, "prompt", 5))
+    fine = ["", "abcde", "日本語ok"]  # characters, not bytes
+    assert check(tf.constant(fine)).numpy().tolist() == [t.encode() for t in fine]
+    with pytest.raises(tf.errors.InvalidArgumentError) as info:
+        check(tf.constant(["abc", "abcdef", "ok", "x" * 9]))
+    assert "Text too long in prompt: rows [1 3] hold [6 9] characters, more than the limit of 5 characters " \
+        "per prompt" in info.value.message
+    with pytest.raises(ValueError, match="max_chars must be positive. Received: max_chars=0"):
+        data.check_text_length(tf.constant(["a"]), "prompt", 0)
+
+
 def test_text_must_be_utf8_naming_the_input_and_rows():
     check = tf.function(lambda text: data.check_utf8(text, "caption"))
     valid = ["plain", "accentué", "\ufffd replacement character sent on purpose", ""]
