@@ -354,7 +354,12 @@ def _is_user_error(err: Exception) -> bool:
 def _one_line(err: Exception) -> str:
     text = getattr(err, "message", None) or (err.args[0] if err.args else str(err))
     text = str(text).strip()
-    # TF appends the graph's op trace after the message: the first line says what was wrong.
+    tf = sys.modules.get("tensorflow")
+    if tf is not None and isinstance(err, tf.errors.OpError):
+        from core.serving.errors import readable_message
+
+        # TF wraps the graph's own message (an assertion's text) in lines about where it ran.
+        return " ".join(line.strip() for line in readable_message(text).splitlines()) or type(err).__name__
     return f"{text.splitlines()[0] if text else type(err).__name__}"
 
 

@@ -84,17 +84,19 @@ def from_exception(err: BaseException) -> ServingError:
 
     if isinstance(err, tf.errors.OpError):
         code = CODE_NAMES.get(int(err.error_code), "UNKNOWN")
-        return ServingError(code, _first_paragraph(err.message))
+        return ServingError(code, readable_message(err.message))
     if isinstance(err, (ValueError, TypeError)):
-        return invalid(_first_paragraph(str(err)))
+        return invalid(readable_message(str(err)))
     return ServingError("INTERNAL", f"{type(err).__name__}: {err}")
 
 
-def _first_paragraph(message: str) -> str:
+def readable_message(message: str) -> str:
     """The readable part of a TensorFlow error: without "Graph execution error:", the
-    "Detected at node ..." stack, the "[[{{node ...}}]]" trace and the "[Op:...]" suffix."""
+    "Detected at node ..." stack, the "{{function_node ...}}" prefix, the "[[{{node ...}}]]" trace
+    and the "[Op:...]" suffix."""
     text = (message or "").split("\n\t [[", 1)[0]
     text = re.sub(r"\s*\[Op:[^\]]*\]\s*$", "", text)
+    text = re.sub(r"^\{\{function_node [^}]*\}\}\s*", "", text, flags=re.MULTILINE)
     skip = ("Graph execution error", "Detected at node", "<stack traces", "  ")
     lines = [line for line in text.splitlines() if line.strip() and not line.startswith(skip)]
     return "\n".join(lines).strip() or (message or "").strip()

@@ -81,6 +81,10 @@ def test_train_evaluate_export_predict(tmp_path, capsys):
     main(["predict", "image_classification", str(image), "--model", str(out / "image_classification")])
     answer = json.loads(capsys.readouterr().out)
     assert answer["input"] == str(image) and len(answer["output"]["classes"]) == 3
+    text = tmp_path / "notes.txt"
+    text.write_text("not a picture\nat all\n")
+    with pytest.raises(SystemExit, match=r"^error: assertion failed: \[Invalid image_bytes: expected encoded JPEG"):
+        main(["predict", "image_classification", str(text), "--model", str(out / "image_classification")])
 
 
 def test_predict_writes_media_outputs_and_draws_boxes(tmp_path):
@@ -106,6 +110,24 @@ def test_server_json_becomes_the_same_numpy_as_a_saved_model():
     assert outputs.dtype == object and outputs[1, 0] == b"c"
     assert predict_lib._to_numpy([{"b64": "AAE="}])[0] == b"\x00\x01"
     assert predict_lib._to_numpy([[0.5, 1.0]]).dtype == np.float64
+
+
+def test_graph_errors_keep_the_assertion_text_on_one_line(tmp_path):
+    from core import data
+    from core.cli import _one_line
+
+    class Module(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+        def serve(self, image_bytes):
+            return data.decode_resize_images(image_bytes, (4, 4))
+
+    tf.saved_model.save(Module(), str(tmp_path / "model"))
+    with pytest.raises(tf.errors.InvalidArgumentError) as info:
+        tf.saved_model.load(str(tmp_path / "model")).serve(tf.constant([b"line one\nline two"]))
+    line = _one_line(info.value)
+    assert line.startswith("assertion failed: [Invalid image_bytes: expected encoded JPEG, PNG, GIF or BMP bytes; "
+                           "received bytes starting with] [line one"), line
+    assert "\n" not in line and "Graph execution error" not in line and "[[" not in line, line
 
 
 def test_user_errors_are_one_line_and_exit_non_zero(tmp_path):

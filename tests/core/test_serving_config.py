@@ -251,6 +251,8 @@ def test_op_errors_keep_their_code_and_lose_the_graph_trace():
     failure = errors.from_exception(err)
     assert (failure.code, failure.http_status, failure.message) == ("INVALID_ARGUMENT", 400,
                                                                     "Unknown image file format.")
+    assert errors.readable_message("{{function_node __inference_f_1}} assertion failed: [x]\n\t [[{{node y}}]] "
+                                   "[Op:__inference_f_1]") == "assertion failed: [x]"
     assert errors.from_exception(tf.errors.NotFoundError(None, None, "gone")).http_status == 404
     assert errors.from_exception(RuntimeError("boom")).http_status == 500
     assert errors.ServingError("UNIMPLEMENTED", "x").grpc_code.name == "UNIMPLEMENTED"
