@@ -65,20 +65,21 @@ class Pipeline(BasePipeline):
         """The replay buffer as (planes, {policy, value}) batches (what the last iteration trained on)."""
         buffer = getattr(self, "_buffer", None)
         if buffer is None:
-            path = self.workdir / "selfplay" / "buffer.npz"
-            if not path.exists():
-                raise FileNotFoundError(f"No replay buffer in {path}: the game agent's training data comes from "
-                                        f"self-play; run fit() first.")
+            state_dir = self.workdir / "selfplay"
+            progress = selfplay.load_progress(state_dir)
+            if progress is None:
+                raise FileNotFoundError(f"No replay buffer in {state_dir}: the game agent's training data comes "
+                                        f"from self-play; run fit() first.")
             buffer = selfplay.Buffer(self.config.buffer_size)
-            buffer.load(path)
+            buffer.load(state_dir / progress["buffer"])
         return buffer.dataset(self.global_batch_size), None
 
     def seen_keys(self) -> set[int]:
         """Keys of every position self-play stored (mirrors included), to keep the test held out."""
         if getattr(self, "_seen", None) is not None:
             return self._seen
-        path = self.workdir / "selfplay" / "progress.json"
-        return set(json.loads(path.read_text())["seen_keys"]) if path.exists() else set()
+        progress = selfplay.load_progress(self.workdir / "selfplay")
+        return set(progress["seen_keys"]) if progress else set()
 
     def compute_metrics(self, test):
         cfg, game, model = self.config, self.game, self.require_model()

@@ -4,12 +4,13 @@ Each iteration plays `games_per_iteration` games at once (one network call per s
 for all of them), stores (planes, visit-count policy, result) for every move and its left-right
 mirror, trains `steps_per_epoch` batches on the buffer, then plays quick games against random and
 greedy for the learning curve. The network (with its optimizer state), buffer, iteration and history
-are saved after every iteration: an interrupted run resumes where it stopped.
+are saved after every iteration, progress.json last: an interrupted run resumes where it stopped.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import tensorflow as tf
 from apps.game_agent import agents, mcts
 from apps.game_agent.games import Game
 
+PROGRESS_FILE = "progress.json"
 
 def self_play(game: Game, evaluate: mcts.Evaluator, cfg, rng: np.random.Generator):
     """(planes [M, r, c, 2], policies [M, A], results [M], position keys) of `games_per_iteration` games."""
@@ -99,21 +101,63 @@ def compile_model(model: keras.Model, learning_rate: float) -> None:
                         "value": keras.losses.MeanSquaredError()})
 
 
+def load_progress(state_dir: Path) -> dict | None:
+    """The progress.json of the last iteration saved in `state_dir` (with the names of its network and
+    buffer files), None when nothing was saved, or ValueError saying how to start over."""
+    path = state_dir / PROGRESS_FILE
+    if not path.exists():
+        return None
+    start_over = f"Delete {state_dir} to start the self-play over."
+    try:
+        progress = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"Cannot resume self-play: {path} is not valid JSON ({err}). {start_over}") from None
+    if not isinstance(progress, dict) or not {"iteration", "history", "seen_keys", "seconds"} <= progress.keys():
+        raise ValueError(f"Cannot resume self-play: {path} is not a self-play progress file. {start_over}")
+    # A run saved under fixed file names resumes too.
+    progress.setdefault("network", "network")
+    progress.setdefault("buffer", "buffer.npz")
+    missing = [name for name in (progress["network"] + ".index", progress["buffer"]) if not (state_dir / name).exists()]
+    if missing:
+        raise ValueError(f"Cannot resume self-play: {path} names {', '.join(missing)}, missing from {state_dir}. "
+                         f"{start_over}")
+    return progress
+
+
+def save_progress(state_dir: Path, progress: dict, checkpoint: tf.train.Checkpoint, buffer: Buffer) -> None:
+    """Saves the network and buffer under names of their own, then progress.json naming them, then
+    drops the previous iteration's files: a run killed at any point resumes from complete files."""
+    names = {"network": f"network-{progress['iteration']}", "buffer": f"buffer-{progress['iteration']}.npz"}
+    checkpoint.write(str(state_dir / names["network"]))
+    buffer.save(state_dir / names["buffer"])
+    progress.update(names)
+    path = state_dir / PROGRESS_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(progress) + "\n")
+    tmp.replace(path)
+    for stale in state_dir.iterdir():
+        if stale.name.startswith(("network", "buffer")) and not (
+                stale.name.startswith(names["network"] + ".") or stale.name == names["buffer"]):
+            if stale.is_dir():  # TF's temporary folder of a write that was killed
+                shutil.rmtree(stale)
+            else:
+                stale.unlink()
+
+
 def train(model: keras.Model, game: Game, cfg, workdir: Path, batch_size: int, log=print) -> dict:
     """Runs iterations until `cfg.epochs` or the time budget; resumes from workdir/selfplay."""
     state_dir = workdir / "selfplay"
     state_dir.mkdir(parents=True, exist_ok=True)
-    progress_path, network_path, buffer_path = (state_dir / "progress.json", state_dir / "network",
-                                                state_dir / "buffer.npz")
     buffer = Buffer(cfg.buffer_size)
-    progress = {"iteration": 0, "history": {}, "seen_keys": [], "seconds": 0.0}
     # The optimizer's moments are saved with the weights: a resumed run continues the same descent.
     checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
-    if progress_path.exists() and network_path.with_suffix(".index").exists() and buffer_path.exists():
-        progress = json.loads(progress_path.read_text())
+    progress = load_progress(state_dir)
+    if progress is None:
+        progress = {"iteration": 0, "history": {}, "seen_keys": [], "seconds": 0.0}
+    else:
         model.optimizer.build(model.trainable_variables)
-        checkpoint.read(str(network_path)).assert_consumed()
-        buffer.load(buffer_path)
+        checkpoint.read(str(state_dir / progress["network"])).assert_consumed()
+        buffer.load(state_dir / progress["buffer"])
         log(f"[game_agent] resuming after iteration {progress['iteration']} ({len(buffer)} positions)")
     history = progress["history"]
     seen = set(progress["seen_keys"])
@@ -155,9 +199,7 @@ def train(model: keras.Model, game: Game, cfg, workdir: Path, batch_size: int, l
             history.setdefault(k, []).append(v)
         progress["seconds"] += t3 - t0
         progress["seen_keys"] = sorted(seen)
-        checkpoint.write(str(network_path))
-        buffer.save(buffer_path)
-        progress_path.write_text(json.dumps(progress) + "\n")
+        save_progress(state_dir, progress, checkpoint, buffer)
         if cfg.verbose:
             log(f"[game_agent] iteration {progress['iteration']}: loss {row['loss']:.3f} "
                 f"(policy {row['policy_loss']:.3f}, value {row['value_loss']:.3f}), "

@@ -101,6 +101,31 @@ def test_self_play_records_mirrored_positions_and_consistent_results():
     assert planes[0].sum() == 0  # every game starts on the empty board
 
 
+def test_self_play_saves_progress_last_and_refuses_a_broken_one_clearly(tmp_path):
+    cfg = Config.preset("smoke", epochs=1, games_per_iteration=2, simulations=4, steps_per_epoch=1,
+                        curve_games=2, time_budget_s=0)
+    model = Pipeline(cfg, tmp_path / "run").build_model()
+    selfplay.compile_model(model, cfg.learning_rate)
+    selfplay.train(model, GAME, cfg, tmp_path, batch_size=8)
+    assert selfplay.train(model, GAME, cfg.replace(epochs=2), tmp_path, batch_size=8)["epochs_run"] == 2
+    state_dir = tmp_path / "selfplay"
+    # Only the last iteration's files are left, and progress.json names them.
+    assert sorted(p.name for p in state_dir.iterdir()) == [
+        "buffer-2.npz", "network-2.data-00000-of-00001", "network-2.index", "progress.json"]
+    progress = selfplay.load_progress(state_dir)
+    assert (progress["iteration"], progress["network"], progress["buffer"]) == (2, "network-2", "buffer-2.npz")
+    reader = Pipeline(cfg, tmp_path)  # a fresh pipeline finds the buffer and keys through progress.json
+    assert reader.seen_keys() == set(progress["seen_keys"]) and reader.training_data(None)[0] is not None
+    text = (state_dir / "progress.json").read_text()
+    (state_dir / "progress.json").write_text(text[:len(text) // 2])  # what a kill mid-write used to leave
+    with pytest.raises(ValueError, match=r"progress.json is not valid JSON .*Delete .* to start the self-play over"):
+        selfplay.train(model, GAME, cfg.replace(epochs=3), tmp_path, batch_size=8)
+    (state_dir / "progress.json").write_text(text)
+    (state_dir / "buffer-2.npz").unlink()
+    with pytest.raises(ValueError, match="names buffer-2.npz, missing from"):
+        selfplay.train(model, GAME, cfg.replace(epochs=3), tmp_path, batch_size=8)
+
+
 def test_smoke_self_play_beats_random_clearly(trained):
     pipeline, fit = trained
     metrics = pipeline.evaluate()
