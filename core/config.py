@@ -17,6 +17,67 @@ from typing import Any, ClassVar
 STRATEGIES = ("auto", "cpu", "gpu", "mirrored", "multiworker", "tpu")
 
 
+# Key of the dataclass field metadata holding what a config key accepts (a Range or OneOf).
+ACCEPTS = "accepts"
+
+
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """Numbers from `low` to `high` (None: unbounded), each end included unless declared open."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def __contains__(self, value) -> bool:
+        above = self.low is None or (value > self.low if self.low_open else value >= self.low)
+        below = self.high is None or (value < self.high if self.high_open else value <= self.high)
+        return above and below
+
+    def __str__(self) -> str:  # completes "KEY must ..."
+        if self.high is None and self.low == 0:
+            return "be positive" if self.low_open else "not be negative"
+        if self.high is None:
+            return f"be {'above' if self.low_open else 'at least'} {self.low}"
+        return f"be in {'(' if self.low_open else '['}{self.low}, {self.high}{')' if self.high_open else ']'}"
+
+
+@dataclasses.dataclass(frozen=True)
+class OneOf:
+    values: tuple
+
+    def __contains__(self, value) -> bool:
+        return value in self.values
+
+    def __str__(self) -> str:
+        return f"be one of {list(self.values)}"
+
+
+def _accepting(accepts, default):
+    return dataclasses.field(default=default, metadata={ACCEPTS: accepts})
+
+
+def positive(default):
+    """A config field whose value must be > 0 (for a count: at least 1)."""
+    return _accepting(Range(0, low_open=True), default)
+
+
+def at_least(low, default):
+    """A config field whose value must be >= low (at_least(0, ...): 0 is allowed, often "off" or "auto")."""
+    return _accepting(Range(low), default)
+
+
+def between(low, high, default, *, high_open: bool = False):
+    """A config field whose value must be in [low, high], or [low, high) with high_open (dropout rates)."""
+    return _accepting(Range(low, high, high_open=high_open), default)
+
+
+def one_of(values, default):
+    """A config field whose value must be one of `values`."""
+    return _accepting(OneOf(tuple(values)), default)
+
+
 @dataclasses.dataclass
 class BaseConfig:
     """Settings every pipeline shares. Apps subclass it and add their own fields.
@@ -29,23 +90,23 @@ class BaseConfig:
         >>> cfg = cfg.override(["learning_rate=3e-4", "batch_size=32"])
     """
 
-    seed: int = 0  # seeds data splits, initialisation and augmentation
+    seed: int = at_least(0, 0)  # seeds data splits, initialisation and augmentation
     data: str = "embedded"  # "embedded", a folder/file path, or "tfds:NAME"
-    epochs: int = 10  # upper bound; early stopping and the time budget may end training sooner
-    batch_size: int = 64  # per replica
-    learning_rate: float = 1e-3  # peak rate, scaled by the replica count when scale_lr_with_replicas
-    steps_per_epoch: int = 0  # 0: one pass over the training split
-    early_stopping_patience: int = 5  # epochs without a better validation score before stopping
-    time_budget_s: float = 0.0  # 0: no wall-clock budget
+    epochs: int = positive(10)  # upper bound; early stopping and the time budget may end training sooner
+    batch_size: int = positive(64)  # per replica
+    learning_rate: float = positive(1e-3)  # peak rate, scaled by the replica count when scale_lr_with_replicas
+    steps_per_epoch: int = at_least(0, 0)  # 0: one pass over the training split
+    early_stopping_patience: int = at_least(0, 5)  # epochs without a better validation score before stopping
+    time_budget_s: float = at_least(0, 0.0)  # 0: no wall-clock budget
     # Cosine schedules (Pipeline.cosine_learning_rate) also end when time_budget_s runs out, if that comes
     # before their last step; off, a budget cuts the step-counted cosine where it is.
     budget_ends_schedule: bool = False
-    precision: str = "float32"  # float32 | mixed (mixed_float16 on GPU, mixed_bfloat16 on TPU)
+    precision: str = one_of(("float32", "mixed"), "float32")  # mixed: mixed_float16 on GPU, mixed_bfloat16 on TPU
     jit_compile: bool = False  # XLA for training steps (exports are never jit-compiled)
-    strategy: str = "auto"  # auto | cpu | gpu | mirrored | multiworker (TF_CONFIG) | tpu
+    strategy: str = one_of(STRATEGIES, "auto")  # auto | cpu | gpu | mirrored | multiworker (TF_CONFIG) | tpu
     scale_lr_with_replicas: bool = True  # the global batch grows with the replicas; so does the rate
-    backup_every_steps: int = 0  # 0: back up at every epoch end (BackupAndRestore)
-    verbose: int = 1  # Keras progress: 0 silent, 1 progress bar, 2 one line per epoch
+    backup_every_steps: int = at_least(0, 0)  # 0: back up at every epoch end (BackupAndRestore)
+    verbose: int = one_of((0, 1, 2), 1)  # Keras progress: 0 silent, 1 progress bar, 2 one line per epoch
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {"smoke": {}, "demo": {}, "full": {}}
 
@@ -53,24 +114,16 @@ class BaseConfig:
         self.check()
 
     def check(self) -> None:
-        """Refuses values outside their range, naming the key and the value received.
+        """Refuses a value outside what its field declares (positive, at_least, between, one_of), naming
+        the key, what it accepts and the value received.
 
-        Apps with ranges of their own extend it (calling super().check()).
+        Apps extend it (calling super().check()) only for what involves several keys or is not a range.
         """
-        positive = {"epochs": self.epochs, "batch_size": self.batch_size, "learning_rate": self.learning_rate}
-        not_negative = {"steps_per_epoch": self.steps_per_epoch, "time_budget_s": self.time_budget_s,
-                        "early_stopping_patience": self.early_stopping_patience,
-                        "backup_every_steps": self.backup_every_steps}
-        for key, value in positive.items():
-            if not value > 0:
-                raise ValueError(f"{key} must be positive. Received: {key}={value!r}")
-        for key, value in not_negative.items():
-            if value < 0:
-                raise ValueError(f"{key} must not be negative. Received: {key}={value!r}")
-        choices = {"precision": ("float32", "mixed"), "strategy": STRATEGIES, "verbose": (0, 1, 2)}
-        for key, valid in choices.items():
-            if getattr(self, key) not in valid:
-                raise ValueError(f"{key} must be one of {list(valid)}. Received: {key}={getattr(self, key)!r}")
+        for field in dataclasses.fields(self):
+            accepted = field.metadata.get(ACCEPTS)
+            value = getattr(self, field.name)
+            if accepted is not None and value is not None and value not in accepted:
+                raise ValueError(f"{field.name} must {accepted}. Received: {field.name}={value!r}")
 
     @classmethod
     def preset(cls, name: str = "demo", **overrides: Any) -> BaseConfig:

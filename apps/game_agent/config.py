@@ -6,35 +6,35 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, ClassVar
 
-from core.config import BaseConfig
+from core.config import BaseConfig, at_least, between, positive
 
 
 @dataclasses.dataclass
 class Config(BaseConfig):
     game: str = "connect4"  # the game learned (games.GAMES)
     # Network.
-    filters: int = 48  # channels of the residual tower
-    blocks: int = 3  # residual blocks
-    value_hidden: int = 64  # width of the value head's hidden layer
-    weight_decay: float = 1e-4  # L2 on every kernel
+    filters: int = positive(48)  # channels of the residual tower
+    blocks: int = positive(3)  # residual blocks
+    value_hidden: int = positive(64)  # width of the value head's hidden layer
+    weight_decay: float = at_least(0, 1e-4)  # L2 on every kernel
     # Self-play.
-    games_per_iteration: int = 64  # games played in parallel each iteration
-    simulations: int = 48  # PUCT simulations per self-play move
-    c_puct: float = 1.5  # exploration weight of the priors in PUCT
-    dirichlet_alpha: float = 1.0  # root noise concentration in self-play (0: no noise)
-    noise_fraction: float = 0.25  # share of the root priors replaced by the noise
-    temperature_plies: int = 8  # opening plies whose moves are drawn in proportion to the visits
-    buffer_size: int = 30000  # replay buffer capacity in positions (mirrors included)
+    games_per_iteration: int = positive(64)  # games played in parallel each iteration
+    simulations: int = positive(48)  # PUCT simulations per self-play move
+    c_puct: float = at_least(0, 1.5)  # exploration weight of the priors in PUCT
+    dirichlet_alpha: float = at_least(0, 1.0)  # root noise concentration in self-play (0: no noise)
+    noise_fraction: float = between(0, 1, 0.25)  # share of the root priors replaced by the noise
+    temperature_plies: int = at_least(0, 8)  # opening plies whose moves are drawn in proportion to the visits
+    buffer_size: int = positive(30000)  # replay buffer capacity in positions (mirrors included)
     # Evaluation.
-    eval_games: int = 40  # games against each baseline, alternating who starts
-    eval_simulations: int = 64  # simulations per move of the evaluated agent and of pure MCTS
-    negamax_depth: int = 4  # depth of the negamax baseline
-    opening_plies: int = 2  # random opening moves shared by each pair of evaluation games
+    eval_games: int = positive(40)  # games against each baseline, alternating who starts
+    eval_simulations: int = positive(64)  # simulations per move of the evaluated agent and of pure MCTS
+    negamax_depth: int = positive(4)  # depth of the negamax baseline
+    opening_plies: int = at_least(0, 2)  # random opening moves shared by each pair of evaluation games
     ablation: bool = False  # also score pure MCTS (random rollouts) at eval_simulations
-    curve_games: int = 20  # games per baseline after each iteration, for the learning curve
-    test_positions: int = 200  # held-out positions from games between the baselines
-    solver_games: int = 10  # games against the solver (needs the `eval` extra: bitbully)
-    policy_weight: float = 1.0  # weight of the prior beside the 1-ply value in the export's lookahead
+    curve_games: int = positive(20)  # games per baseline after each iteration, for the learning curve
+    test_positions: int = positive(200)  # held-out positions from games between the baselines
+    solver_games: int = positive(10)  # games against the solver (needs the `eval` extra: bitbully)
+    policy_weight: float = at_least(0, 1.0)  # weight of the prior beside the 1-ply value in the export's lookahead
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "smoke": {"epochs": 3, "filters": 16, "blocks": 1, "value_hidden": 32, "games_per_iteration": 24,
@@ -49,12 +49,3 @@ class Config(BaseConfig):
                  "batch_size": 256, "learning_rate": 1e-3, "buffer_size": 200000, "eval_games": 200,
                  "eval_simulations": 200, "ablation": True, "test_positions": 1000, "solver_games": 50},
     }
-
-    def check(self) -> None:
-        super().check()
-        for key in ("filters", "blocks", "value_hidden", "games_per_iteration", "simulations", "buffer_size",
-                    "eval_simulations", "negamax_depth"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"{key} must be at least 1. Received: {key}={getattr(self, key)!r}")
-        if not 0 <= self.noise_fraction <= 1:
-            raise ValueError(f"noise_fraction must be in [0, 1]. Received: noise_fraction={self.noise_fraction!r}")

@@ -5,47 +5,47 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, ClassVar
 
-from core.config import BaseConfig
+from core.config import BaseConfig, at_least, between, positive
 
 
 @dataclasses.dataclass
 class Config(BaseConfig):
     # Audio the model sees.
-    sample_rate: int = 16000  # Hz; every input is resampled to it in the graph
-    clip_seconds: float = 1.0  # inputs are cut or padded to this around their energy centre
-    max_seconds: float = 30.0  # longer inputs are refused
+    sample_rate: int = positive(16000)  # Hz; every input is resampled to it in the graph
+    clip_seconds: float = positive(1.0)  # inputs are cut or padded to this around their energy centre
+    max_seconds: float = positive(30.0)  # longer inputs are refused
     # Log-mel front end (inside the model).
-    frame_ms: float = 25.0  # STFT window
-    hop_ms: float = 10.0  # hop between frames
-    n_mels: int = 40  # mel bands
+    frame_ms: float = positive(25.0)  # STFT window
+    hop_ms: float = positive(10.0)  # hop between frames
+    n_mels: int = positive(40)  # mel bands
     # "" for the log-mel CNN below, or hub:<URL-or-path>[#<output>] of an audio-embedding module taking
     # waveforms at sample_rate (16 kHz for TF Hub's), batched or one clip at a time (YAMNet: #1), frozen.
     encoder: str = ""
     # Compact CNN.
-    width: int = 32  # channels of the first stage; each later stage doubles them
-    depth: int = 3  # residual stages
-    embed: int = 128  # per-frame features after the convolutions, max-pooled over time
-    dropout: float = 0.2  # before the classifier
-    label_smoothing: float = 0.05  # of the cross-entropy targets
+    width: int = positive(32)  # channels of the first stage; each later stage doubles them
+    depth: int = positive(3)  # residual stages
+    embed: int = positive(128)  # per-frame features after the convolutions, max-pooled over time
+    dropout: float = between(0, 1, 0.2, high_open=True)  # before the classifier
+    label_smoothing: float = between(0, 1, 0.05)  # of the cross-entropy targets
     # Waveform augmentation (training only).
     augment: bool = True  # time shift, gain and background noise per training batch
-    shift_ms: float = 100.0  # largest time shift either way
-    gain_db: float = 9.0  # gain uniform in [-gain_db, +gain_db / 3]
+    shift_ms: float = at_least(0, 100.0)  # largest time shift either way
+    gain_db: float = at_least(0, 9.0)  # gain uniform in [-gain_db, +gain_db / 3]
     snr_db_min: float = 5.0  # lowest signal-to-noise ratio of the added noise
     snr_db_max: float = 40.0  # highest signal-to-noise ratio of the added noise
     # SpecAugment (training only).
     spec_augment: bool = True  # masks over time frames and mel bins inside the model
-    time_masks: int = 2  # time masks per clip
-    time_mask_frames: int = 10  # longest time mask, in frames
-    freq_masks: int = 2  # frequency masks per clip
-    freq_mask_bins: int = 6  # widest frequency mask, in mel bins
+    time_masks: int = at_least(0, 2)  # time masks per clip
+    time_mask_frames: int = at_least(0, 10)  # longest time mask, in frames
+    freq_masks: int = at_least(0, 2)  # frequency masks per clip
+    freq_mask_bins: int = at_least(0, 6)  # widest frequency mask, in mel bins
     # Data.
-    renders_per_word: int = 80  # embedded: eSpeak renders of each keyword (unknown/silence get as many)
+    renders_per_word: int = positive(80)  # embedded: eSpeak renders of each keyword (unknown/silence get as many)
     keywords: str = ""  # real data: comma-separated words to keep; other words become "unknown"
     add_silence: bool = True  # add a "silence" class (zeros + noise) when the source has none
-    test_index_below: int = 10  # <label>_<speaker>_<index>.wav files (FSDD): index below it -> test
-    val_fraction: float = 0.1  # share of a folder held out for validation (by speaker)
-    test_fraction: float = 0.1  # share of a folder held out for testing (by speaker)
+    test_index_below: int = at_least(0, 10)  # <label>_<speaker>_<index>.wav files (FSDD): index below it -> test
+    val_fraction: float = between(0, 1, 0.1)  # share of a folder held out for validation (by speaker)
+    test_fraction: float = between(0, 1, 0.1)  # share of a folder held out for testing (by speaker)
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "smoke": {"epochs": 8, "batch_size": 32, "width": 16, "depth": 2, "embed": 64,
