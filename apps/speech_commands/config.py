@@ -33,6 +33,7 @@ class Config(BaseConfig):
     gain_db: float = at_least(0, 9.0)  # gain uniform in [-gain_db, +gain_db / 3]
     snr_db_min: float = 5.0  # lowest signal-to-noise ratio of the added noise
     snr_db_max: float = 40.0  # highest signal-to-noise ratio of the added noise
+    narrowband: float = between(0, 1, 0.0)  # share of clips low-passed at 3-4 kHz, as 8 kHz recordings are
     # SpecAugment (training only).
     spec_augment: bool = True  # masks over time frames and mel bins inside the model
     time_masks: int = at_least(0, 2)  # time masks per clip

@@ -51,7 +51,7 @@ def augment(waves: tf.Tensor, seed: tf.Tensor, config) -> tf.Tensor:
 
     Speech gets noise at an SNR in [snr_db_min, snr_db_max]; clips without signal (silence) get noise
     at an absolute level from -80 to -30 dBFS, or none at all one time in five, so that digital
-    silence and quiet rooms both mean "silence".
+    silence and quiet rooms both mean "silence". A `narrowband` share is then band-limited (band_limit).
     """
     waves = tf.convert_to_tensor(waves, tf.float32)
     seed = tf.cast(seed, tf.int64)
@@ -69,7 +69,22 @@ def augment(waves: tf.Tensor, seed: tf.Tensor, config) -> tf.Tensor:
     quiet_db = tf.random.stateless_uniform([n, 1], s[3], -80.0, -30.0)
     quiet = tf.pow(10.0, quiet_db / 20.0) * tf.cast(tf.random.stateless_uniform([n, 1], s[4]) > 0.2, tf.float32)
     level = tf.where(rms > 1e-4, rms * tf.pow(10.0, -snr_db / 20.0), quiet)
-    return tf.clip_by_value(waves + level * noise(tf.shape(waves), s[5]), -1.0, 1.0)
+    waves = tf.clip_by_value(waves + level * noise(tf.shape(waves), s[5]), -1.0, 1.0)
+    if config.narrowband > 0:
+        waves = band_limit(waves, tf.random.experimental.stateless_fold_in(seed, 7), config)
+    return waves
+
+
+def band_limit(waves: tf.Tensor, seed: tf.Tensor, config) -> tf.Tensor:
+    """A `narrowband` share of the clips [N, T] loses everything above a cutoff drawn in 3-4 kHz."""
+    n, length = tf.shape(waves)[0], tf.shape(waves)[1]
+    s = tf.random.experimental.stateless_split(seed, 2)
+    chosen = tf.random.stateless_uniform([n, 1], s[0]) < config.narrowband
+    cutoff = tf.random.stateless_uniform([n, 1], s[1], 3000.0, 4000.0)
+    spectrum = tf.signal.rfft(waves)
+    hz = tf.range(tf.shape(spectrum)[1], dtype=tf.float32)[None, :] * (config.sample_rate / tf.cast(length, tf.float32))
+    keep = tf.logical_or(tf.logical_not(chosen), hz <= cutoff)
+    return tf.signal.irfft(spectrum * tf.cast(keep, spectrum.dtype), fft_length=[length])
 
 
 def bake(waves: np.ndarray, config, seed: int, batch: int = 256) -> np.ndarray:

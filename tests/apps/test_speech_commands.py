@@ -43,6 +43,16 @@ def test_log_mel_and_spec_augment():
     assert not np.array_equal(aug(mel, training=True), mel)
 
 
+def test_narrowband_share_loses_its_upper_band_and_keeps_speech_frequencies():
+    waves = np.stack([tone(1000, 16000) + tone(6000, 16000)] * 64).astype(np.float32)
+    limited = data.band_limit(waves, tf.constant([3, 0], tf.int64), Config(narrowband=0.5)).numpy()
+    spectrum = np.abs(np.fft.rfft(limited, axis=1))  # 1 Hz per bin for one-second clips
+    high = spectrum[:, 6000] < 1e-3 * spectrum[:, 1000]
+    assert 16 <= high.sum() <= 48  # about half the clips, chosen at random
+    assert np.allclose(limited[~high], waves[~high], atol=1e-4)
+    assert np.allclose(spectrum[high, 1000], spectrum[~high, 1000][0], rtol=1e-3)
+
+
 @pytest.mark.parametrize("rate", [8000, 22050, 48000])
 def test_resampling_in_graph_keeps_a_tone(rate):
     wav = audio.encode_wav(tone(440, rate, seconds=1.0), rate)
