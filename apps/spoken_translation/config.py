@@ -35,6 +35,7 @@ class Config(BaseConfig):
     gain_db: float = at_least(0, 9.0)  # gain uniform in [-gain_db, +gain_db / 3]
     snr_db_min: float = 10.0  # lowest signal-to-noise ratio of the added noise
     snr_db_max: float = 40.0  # highest signal-to-noise ratio of the added noise
+    narrowband: float = between(0, 1, 0.0)  # share of clips low-passed at 3-4 kHz, as 8 kHz recordings are
     # Decoding.
     beam_width: int = positive(8)  # beams of the `transcribe_beam` signature (no language model)
     # characters per n-gram of the language model serving_default decodes with (0: greedy); at most 12, as

@@ -702,6 +702,10 @@ ERROR_TABLE_REQUESTS = {
     "an image over the pixel limit": (f"/v1/models/{IC}:predict", {"instances": [{"b64": base64.b64encode(
         b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR" + (16000).to_bytes(4, "big") * 2 + b"\x08\x02\x00\x00\x00"
         ).decode()}]}),
+    # 16 headers of 8000x5000 pixels: each at the per-image limit, four times it in all.
+    "images over the pixel limit per request": (f"/v1/models/{IC}:predict", {"instances": [{"b64": base64.b64encode(
+        b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR" + (8000).to_bytes(4, "big") + (5000).to_bytes(4, "big")
+        + b"\x08\x02\x00\x00\x00").decode()}] * 16}),
     "`--request-timeout-s` or the client's own timeout": ("/v1/models/toy_pinned:predict", _slow(10 ** 8)),
     "unknown model or version": ("/v1/models/toy/versions/7:predict", {"instances": [[1, 2]]}),
     "unknown version label": ("/v1/models/toy/labels/beta:predict", {"instances": [[1, 2]]}),
