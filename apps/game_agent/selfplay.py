@@ -23,6 +23,7 @@ from apps.game_agent.games import Game
 
 PROGRESS_FILE = "progress.json"
 
+
 def self_play(game: Game, evaluate: mcts.Evaluator, cfg, rng: np.random.Generator):
     """(planes [M, r, c, 2], policies [M, A], results [M], position keys) of `games_per_iteration` games."""
     states = [game.initial()] * cfg.games_per_iteration
