@@ -79,3 +79,18 @@ def test_cli_error_is_one_line_naming_the_key():
     with pytest.raises(SystemExit) as info:
         main(["train", "translation", "--preset", "smoke", "--set", "dim=-4"])
     assert str(info.value) == "error: dim must be positive. Received: dim=-4"
+
+
+@pytest.mark.parametrize("app, assignments, message", [
+    ("colorize", ["val_fraction=0.5", "test_fraction=0.5"],
+     "val_fraction + test_fraction must be below 1: the rest is the training split. "
+     "Received: val_fraction=0.5, test_fraction=0.5"),
+    ("speech_commands", ["snr_db_min=30", "snr_db_max=10"],
+     "snr_db_min must be at most snr_db_max. Received: snr_db_min=30.0, snr_db_max=10.0"),
+])
+def test_keys_that_constrain_each_other_are_checked_together(app, assignments, message):
+    config_class = APPS[app].config_class
+    with pytest.raises(ValueError) as info:
+        config_class.preset("smoke").override(assignments)
+    assert str(info.value) == message
+    config_class.preset("smoke").override([assignments[0]])  # alone, within the default of the other: fine
