@@ -35,9 +35,6 @@ class Config(BaseConfig):
     judge_epochs: int = positive(10)  # training epochs of the judge (early stopped on validation accuracy)
     judge_width: int = positive(16)  # channels of the judge's first stage
     judge_depth: int = positive(2)  # residual stages of the judge
-    # The judge trains on shifted, rotated, zoomed, contrast-jittered and mirrored copies (photos; a mirrored
-    # digit is another glyph), with a patience of an eighth of judge_epochs (at least 3) for its noisier epochs.
-    judge_augment: bool = False
     samples_per_class: int = positive(8)  # columns of the per-epoch sample grid (one row per class)
     val_fraction: float = between(0, 1, 0.1)  # of the data, held out: its KID picks the best epoch
     test_fraction: float = between(0, 1, 0.15)  # of the data, held out for evaluate()

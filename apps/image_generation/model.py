@@ -268,7 +268,7 @@ def build_model(config, num_classes: int) -> ConditionalGAN:
     ema_generator = build_generator(config, num_classes, name="ema_generator")
     ema_generator.set_weights(generator.get_weights())
     judge_config = JudgeConfig(image_size=config.image_size, width=config.judge_width, depth=config.judge_depth,
-                               augment=config.judge_augment, flip=config.judge_augment, seed=config.seed)
+                               augment=False, seed=config.seed)
     judge = build_classifier(judge_config, num_classes if config.conditional else CLUSTERS)
     judge.trainable = False
     # One class has nothing to classify; an untrained head stays frozen, so every trainable weight gets a gradient.

@@ -83,8 +83,7 @@ class Pipeline(BasePipeline):
             val_split = tf.data.Dataset.from_tensor_slices((val_x, val_y))
         train = batched(train_split, self.global_batch_size, shuffle=True, seed=cfg.seed)
         val = batched(val_split, self.global_batch_size)
-        patience = max(3, cfg.judge_epochs // 8) if cfg.judge_augment else 3
-        stop = keras.callbacks.EarlyStopping("val_accuracy", mode="max", patience=patience, restore_best_weights=True)
+        stop = keras.callbacks.EarlyStopping("val_accuracy", mode="max", patience=3, restore_best_weights=True)
         history = judge.fit(train, validation_data=val, epochs=cfg.judge_epochs, callbacks=[stop],
                             verbose=2 if cfg.verbose else 0)
         judge.trainable = False

@@ -247,21 +247,3 @@ def test_the_auxiliary_class_loss_trains_the_discriminators_classifier_only_when
     gan.train_step((images, tf.constant([0, 1, 2, 0, 1, 2])))
     assert np.array_equal(head.numpy(), before) == (class_weight == 0.0)
     assert int(gan.d_optimizer.iterations.numpy()) == 1
-
-
-@pytest.mark.parametrize("judge_augment", [False, True])
-def test_the_judge_augments_only_when_asked_and_only_while_training(judge_augment):
-    from apps.image_generation.model import build_model
-
-    config = Config.preset("smoke", image_size=8, width=32, d_width=8, judge_depth=1, judge_augment=judge_augment)
-    judge = build_model(config, 3).judge
-    images = tf.random.uniform([4, 8, 8, 3], 0.0, 255.0, seed=1)
-    layer_names = [layer.name for layer in judge.layers]
-    assert ("augment" in layer_names) == judge_augment
-    if judge_augment:
-        augment = judge.get_layer("augment")
-        assert np.array_equal(augment(images, training=False), images)
-        assert not np.allclose(augment(images, training=True), images)
-    # The metrics read the judge's features and probabilities, which never augment.
-    features = judge.get_layer("features")
-    assert np.allclose(features(images, training=False), features(images, training=False))
