@@ -126,12 +126,12 @@ class BaseConfig:
                 raise ValueError(f"{field.name} must {accepted}. Received: {field.name}={value!r}")
         # Two checks across keys, by naming convention: the held-out shares leave data to train on, and
         # every X_min is at most its X_max.
-        held_out = [k for k in ("val_fraction", "test_fraction") if hasattr(self, k)]
-        if len(held_out) == 2 and self.val_fraction + self.test_fraction >= 1:
+        if hasattr(self, "val_fraction") and hasattr(self, "test_fraction") and \
+                self.val_fraction + self.test_fraction >= 1:
             raise ValueError("val_fraction + test_fraction must be below 1: the rest is the training split. "
                              f"Received: val_fraction={self.val_fraction}, test_fraction={self.test_fraction}")
         for name in self.field_names():
-            high = name[:-len("_min")] + "_max"
+            high = name.removesuffix("_min") + "_max"
             if name.endswith("_min") and hasattr(self, high) and getattr(self, name) > getattr(self, high):
                 raise ValueError(f"{name} must be at most {high}. "
                                  f"Received: {name}={getattr(self, name)}, {high}={getattr(self, high)}")
