@@ -45,6 +45,11 @@ class BenchSpec:
         recipes: documented multi-step experiments (e.g. transfer from another data set or app), each
             name -> recipe(out_dir) -> metrics merged into ours (keys prefixed `<name>_`), so bars can
             compare their arms. Skipped by --quick.
+        seeds: more seeds the bench config trains with after the main run (each its own split,
+            initialisation and sampling), so a bar can ask for every run rather than one lucky one.
+            Skipped by --quick.
+        seed_metrics: the metrics summed up over the main run and the `seeds` runs: `seeds_mean_<key>`,
+            `seeds_spread_<key>` (standard deviation), `seeds_min_<key>`, `seeds_max_<key>`, `seed<S>_<key>`.
         bare_model: bare_model(pipeline, raw_inputs) -> (fn, tensor): serving_default's neural work on
             preprocessed inputs, timed against the endpoint to measure its overhead. None: not measured.
         examples: examples(pipeline, n) -> up to n rows {column: text} of test inputs, references and
@@ -58,6 +63,8 @@ class BenchSpec:
     quick: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     anchor: Callable | None = None
     recipes: Mapping[str, Callable] = dataclasses.field(default_factory=dict)
+    seeds: tuple[int, ...] = ()
+    seed_metrics: tuple[str, ...] = ()
     bare_model: Callable | None = None
     examples: Callable | None = None
 
@@ -180,6 +187,23 @@ def check_bars(bars, metrics: dict) -> list[dict]:
     return out
 
 
+def seed_summary(runs: Mapping[int, Mapping[str, float]], keys) -> dict[str, float]:
+    """Mean, spread (standard deviation), min and max of each key over runs {seed: metrics}, and each run's."""
+    out = {}
+    for key in keys:
+        values = np.array([run[key] for run in runs.values()], dtype=float)
+        out.update({f"seeds_mean_{key}": float(values.mean()), f"seeds_spread_{key}": float(values.std()),
+                    f"seeds_min_{key}": float(values.min()), f"seeds_max_{key}": float(values.max())})
+        out.update({f"seed{seed}_{key}": float(run[key]) for seed, run in runs.items()})
+    return out
+
+
+def one_run_bars(bars) -> list[tuple]:
+    """The bars asked of every seed (on seeds_min_<key> or seeds_max_<key>), as bars on one run's <key>."""
+    return [(metric.removeprefix("seeds_min_").removeprefix("seeds_max_"), op, target)
+            for metric, op, target in bars if metric.startswith(("seeds_min_", "seeds_max_"))]
+
+
 def bench_app(name: str, *, quick: bool, out_dir: Path, data: str | None = None) -> dict:
     cls = registry.apps()[name]
     spec = spec_for(name)
@@ -216,6 +240,17 @@ def bench_app(name: str, *, quick: bool, out_dir: Path, data: str | None = None)
     if spec.anchor is not None and not quick:
         metrics.update({f"anchor_{k}": float(v) for k, v in spec.anchor(pipeline).items()})
         lap("anchor")
+    if spec.seeds and not quick:
+        runs = {config.seed: metrics}
+        for seed in spec.seeds:
+            seed_dir = out_dir / "bench_runs" / f"{name}_seed{seed}"
+            shutil.rmtree(seed_dir, ignore_errors=True)
+            print(f"[bench] {name}: again with seed {seed}", flush=True)
+            seeded = cls(config.replace(seed=seed), seed_dir)
+            seeded.fit()
+            runs[seed] = seeded.evaluate()
+        metrics.update(seed_summary(runs, spec.seed_metrics))
+        lap("seeds")
     for recipe_name, recipe in ({} if quick else spec.recipes).items():
         recipe_dir = out_dir / "bench_runs" / f"{name}_{recipe_name}"
         shutil.rmtree(recipe_dir, ignore_errors=True)

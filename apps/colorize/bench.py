@@ -4,7 +4,6 @@ semantic check: a flower classifier's accuracy on the colourized photos, against
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,6 @@ from core.bench import BenchSpec
 from core.data import batched, decode_resize_images
 
 GOAL_METRICS = ("psnr_over_gray", "ssim_over_gray", "colorfulness_fraction")
-OTHER_SEEDS = (1, 2)
 # The catalogue's compact flower classifier at the colourizer's 32 px, trained on the same train split.
 CLASSIFIER = {"image_size": 32, "width": 32, "depth": 2, "flip": True, "epochs": 40, "batch_size": 32,
               "learning_rate": 3e-3, "time_budget_s": 180, "early_stopping_patience": 8, "verbose": 2}
@@ -29,30 +27,6 @@ def bare_colorizer(pipeline, raw_inputs):
     predict_ab = serving.make_ab_predictor(pipeline.require_model(), pipeline.centers, pipeline.temperature,
                                            pipeline.saturation)
     return predict_ab, color.lightness(rgb / 255.0)
-
-
-def seeds_recipe(out_dir: Path) -> dict[str, float]:
-    """The bench config again with seeds 1 and 2; with the seed-0 run beside it (bench_runs/colorize),
-    the mean, spread (standard deviation) and worst of the goal's metrics over the three.
-
-    Equivalent commands: `catalogue train colorize --preset bench --set seed=S` for S in 0, 1, 2, then
-    `catalogue evaluate colorize` on each.
-    """
-    from apps.colorize import Config, Pipeline
-
-    out_dir = Path(out_dir)
-    main = json.loads((out_dir.parent / "colorize" / "metrics.json").read_text())["test"]
-    runs = [main]
-    for seed in OTHER_SEEDS:
-        pipeline = Pipeline(BENCH.config(Config).replace(seed=seed), out_dir / f"seed{seed}")
-        pipeline.fit()
-        runs.append(pipeline.evaluate())
-    result = {}
-    for key in GOAL_METRICS:
-        values = np.array([run[key] for run in runs])
-        result.update({f"mean_{key}": values.mean(), f"spread_{key}": values.std(), f"min_{key}": values.min()})
-        result.update({f"seed{seed}_{key}": run[key] for seed, run in zip((0, *OTHER_SEEDS), runs)})
-    return result
 
 
 def classifier_recipe(out_dir: Path) -> dict[str, float]:
@@ -95,6 +69,8 @@ BENCH = BenchSpec(
     bars=(("seeds_min_psnr_over_gray", ">=", 1.0), ("seeds_min_ssim_over_gray", ">=", 0.0),
           ("seeds_min_colorfulness_fraction", ">=", 0.5),
           ("classifier_colorized_accuracy", ">", "classifier_gray_accuracy")),
-    recipes={"seeds": seeds_recipe, "classifier": classifier_recipe},
+    seeds=(1, 2),
+    seed_metrics=GOAL_METRICS,
+    recipes={"classifier": classifier_recipe},
     bare_model=bare_colorizer,
 )

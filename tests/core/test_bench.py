@@ -69,3 +69,29 @@ def test_bench_one_app_end_to_end(tmp_path, monkeypatch):
     (tmp_path / "bench.md").unlink()
     assert bench.run_bench([], out_dir=str(tmp_path)) == {}
     assert "accuracy > chance" in (tmp_path / "bench.md").read_text()
+
+
+def test_seed_summary_and_the_bars_of_one_run():
+    runs = {0: {"acc": 0.9, "z": 1.0}, 1: {"acc": 0.7, "z": 3.0}, 2: {"acc": 0.8, "z": 2.0}}
+    summary = bench.seed_summary(runs, ("acc", "z"))
+    assert summary["seeds_mean_acc"] == pytest.approx(0.8) and summary["seeds_min_acc"] == pytest.approx(0.7)
+    assert summary["seeds_spread_acc"] == pytest.approx(np.std([0.9, 0.7, 0.8]))
+    assert summary["seeds_max_z"] == 3.0 and summary["seed1_acc"] == 0.7
+    bars = (("seeds_min_acc", ">=", 0.75), ("seeds_max_z", "<=", 2.5), ("digits_acc", ">=", 0.9))
+    # Every run must meet them: the mean would, seed 1 does not.
+    assert [b["met"] for b in bench.check_bars(bars[:2], summary)] == [False, False]
+    assert bench.one_run_bars(bars) == [("acc", ">=", 0.75), ("z", "<=", 2.5)]
+
+
+def test_bench_trains_the_other_seeds_each_in_its_own_run(tmp_path, monkeypatch):
+    from apps.image_classification import Config
+
+    spec = bench.BenchSpec(overrides=dict(Config.PRESETS["smoke"], epochs=1), seeds=(1,),
+                           seed_metrics=("accuracy",), bars=(("seeds_min_accuracy", ">=", 0.0),))
+    monkeypatch.setattr(bench, "spec_for", lambda name: spec)
+    r = bench.run_bench(["image_classification"], quick=False, out_dir=str(tmp_path))["image_classification"]
+    metrics = r["metrics"]
+    assert metrics["seed0_accuracy"] == metrics["accuracy"]
+    assert json.loads((tmp_path / "bench_runs" / "image_classification_seed1" / "config.json").read_text())["seed"] == 1
+    assert metrics["seeds_min_accuracy"] == min(metrics["seed0_accuracy"], metrics["seed1_accuracy"])
+    assert r["quality_bars"][0]["met"] is True and "seeds" in r["phase_seconds"]
