@@ -49,7 +49,8 @@ class BenchSpec:
             initialisation and sampling), so a bar can ask for every run rather than one lucky one.
             Skipped by --quick.
         seed_metrics: the metrics summed up over the main run and the `seeds` runs: `seeds_mean_<key>`,
-            `seeds_spread_<key>` (standard deviation), `seeds_min_<key>`, `seeds_max_<key>`, `seed<S>_<key>`.
+            `seeds_spread_<key>` (standard deviation), `seeds_min_<key>`, `seeds_max_<key>`, `seed<S>_<key>`
+            (with --quick, of the main run alone).
         bare_model: bare_model(pipeline, raw_inputs) -> (fn, tensor): serving_default's neural work on
             preprocessed inputs, timed against the endpoint to measure its overhead. None: not measured.
         examples: examples(pipeline, n) -> up to n rows {column: text} of test inputs, references and
@@ -240,9 +241,10 @@ def bench_app(name: str, *, quick: bool, out_dir: Path, data: str | None = None)
     if spec.anchor is not None and not quick:
         metrics.update({f"anchor_{k}": float(v) for k, v in spec.anchor(pipeline).items()})
         lap("anchor")
-    if spec.seeds and not quick:
+    if spec.seed_metrics:
+        # --quick sums up its one run, so the every-seed bars still read a number.
         runs = {config.seed: metrics}
-        for seed in spec.seeds:
+        for seed in () if quick else spec.seeds:
             seed_dir = out_dir / "bench_runs" / f"{name}_seed{seed}"
             shutil.rmtree(seed_dir, ignore_errors=True)
             print(f"[bench] {name}: again with seed {seed}", flush=True)

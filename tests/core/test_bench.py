@@ -48,11 +48,15 @@ def test_bench_one_app_end_to_end(tmp_path, monkeypatch):
 
     # The app's bench on its embedded smoke data: the real flowers need not be here.
     spec = bench.BenchSpec(overrides=Config.PRESETS["smoke"], bars=BENCH.bars, bare_model=BENCH.bare_model,
-                           recipes={"transfer": lambda out_dir: pytest.fail("--quick skips the recipes")})
+                           recipes={"transfer": lambda out_dir: pytest.fail("--quick skips the recipes")},
+                           seeds=(1,), seed_metrics=("accuracy",))
     monkeypatch.setattr(bench, "spec_for", lambda name: spec)
     results = bench.run_bench(["image_classification"], quick=True, out_dir=str(tmp_path))
     r = results["image_classification"]
     assert r["metrics"]["accuracy"] > r["metrics"]["chance"]
+    # --quick trains no other seed; the every-seed summary is of the one run.
+    assert r["metrics"]["seeds_min_accuracy"] == r["metrics"]["accuracy"]
+    assert not (tmp_path / "bench_runs" / "image_classification_seed1").exists()
     assert r["quality_bars"][0]["met"] is True
     assert [bar["met"] for bar in r["quality_bars"] if bar["metric"] == "transfer_accuracy"] == [None]
     assert r["train_examples_per_s"] > 0 and r["input_pipeline_examples_per_s"] > 0
