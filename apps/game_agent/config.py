@@ -24,6 +24,7 @@ class Config(BaseConfig):
     dirichlet_alpha: float = at_least(0, 1.0)  # root noise concentration in self-play (0: no noise)
     noise_fraction: float = between(0, 1, 0.25)  # share of the root priors replaced by the noise
     temperature_plies: int = at_least(0, 8)  # opening plies whose moves are drawn in proportion to the visits
+    value_target_search: float = between(0, 1, 0.5)  # share of the search's root value in the value target
     buffer_size: int = positive(30000)  # replay buffer capacity in positions (mirrors included)
     # Evaluation.
     eval_games: int = positive(40)  # games against each baseline, alternating who starts

@@ -41,7 +41,8 @@ class Node:
 def search(game: Game, states: Sequence, evaluate: Evaluator, simulations: int, *, c_puct: float = 1.5,
            dirichlet_alpha: float = 0.0, noise_fraction: float = 0.25,
            rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Visit counts [B, num_actions] and root values [B] after `simulations` per game (non-terminal roots).
+    """Visit counts [B, num_actions] and searched root values [B] (the mean of the simulations' values, for
+    the side to move) after `simulations` per game (non-terminal roots).
 
     With dirichlet_alpha > 0 the root priors are mixed with Dirichlet noise (self-play exploration).
     """
@@ -96,6 +97,7 @@ def search(game: Game, states: Sequence, evaluate: Evaluator, simulations: int, 
                 node.visits[i] += 1
                 node.value_sum[i] += value
     counts = np.zeros((len(roots), game.num_actions), np.float32)
+    values = [root.value_sum.sum() / root.visits.sum() if root.visits.any() else v for root, v in zip(roots, values)]
     for row, root in zip(counts, roots):
         row[root.actions] = root.visits
         if not root.visits.any():  # one simulation: the priors are all the search knows

@@ -1,10 +1,11 @@
 """AlphaZero's loop: self-play games with search fill a replay buffer, the network trains on it.
 
 Each iteration plays `games_per_iteration` games at once (one network call per simulation step
-for all of them), stores (planes, visit-count policy, result) for every move and its left-right
-mirror, trains `steps_per_epoch` batches on the buffer, then plays quick games against random and
-greedy for the learning curve. The network (with its optimizer state), buffer, iteration and history
-are saved after every iteration, progress.json last: an interrupted run resumes where it stopped.
+for all of them), stores (planes, visit-count policy, value target: the game's result mixed with the
+search's root value) for every move and its left-right mirror, trains `steps_per_epoch` batches on the
+buffer, then plays quick games against random and greedy for the learning curve. The network (with its
+optimizer state), buffer, iteration and history are saved after every iteration, progress.json last: an
+interrupted run resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -32,11 +33,11 @@ def self_play(game: Game, evaluate: mcts.Evaluator, cfg, rng: np.random.Generato
         live = [g for g, s in enumerate(states) if game.outcome(s) is None]
         if not live:
             break
-        counts, _ = mcts.search(game, [states[g] for g in live], evaluate, cfg.simulations, c_puct=cfg.c_puct,
+        counts, searched = mcts.search(game, [states[g] for g in live], evaluate, cfg.simulations, c_puct=cfg.c_puct,
                                 dirichlet_alpha=cfg.dirichlet_alpha, noise_fraction=cfg.noise_fraction, rng=rng)
-        for g, visits in zip(live, counts):
+        for g, visits, q in zip(live, counts, searched):
             policy = visits / visits.sum()
-            records[g].append((states[g], policy))
+            records[g].append((states[g], policy, float(q)))
             if states[g].ply < cfg.temperature_plies:
                 action = int(rng.choice(len(policy), p=policy))
             else:
@@ -44,10 +45,11 @@ def self_play(game: Game, evaluate: mcts.Evaluator, cfg, rng: np.random.Generato
             states[g] = game.play(states[g], action)
     positions, policies, results, keys = [], [], [], []
     for final, record in zip(states, records):
-        for state, policy in record:
+        for state, policy, q in record:
             # The final side to move has result final.result; every other ply flips it.
             sign = 1.0 if (final.ply - state.ply) % 2 == 0 else -1.0
-            z = sign * game.outcome(final)
+            # One game's result is a noisy label for every position in it; the search's value is not.
+            z = (1 - cfg.value_target_search) * sign * game.outcome(final) + cfg.value_target_search * q
             for mirrored in (False, True):
                 positions.append((state, mirrored))
                 policies.append(np.array([policy[game.mirror_action(a)] for a in range(game.num_actions)])

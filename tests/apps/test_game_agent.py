@@ -90,7 +90,7 @@ def test_negamax_and_greedy_take_wins_and_blocks():
 
 
 def test_self_play_records_mirrored_positions_and_consistent_results():
-    cfg = Config.preset("smoke", games_per_iteration=4, simulations=4)
+    cfg = Config.preset("smoke", games_per_iteration=4, simulations=4, value_target_search=0.0)
     planes, policies, results, keys = selfplay.self_play(GAME, mcts.rollout_evaluator(GAME), cfg,
                                                          np.random.default_rng(0))
     assert planes.shape[1:] == (6, 7, 2) and len(planes) == len(policies) == len(results) == len(keys)
@@ -99,6 +99,13 @@ def test_self_play_records_mirrored_positions_and_consistent_results():
     np.testing.assert_allclose(policies.sum(axis=1), 1.0, atol=1e-5)
     assert set(np.unique(results)) <= {-1.0, 0.0, 1.0}
     assert planes[0].sum() == 0  # every game starts on the empty board
+    # The same games with half the value target taken from the search: the result's half plus a value in
+    # [-0.5, 0.5] that differs from position to position, the same for a position and its mirror.
+    _, _, mixed, _ = selfplay.self_play(GAME, mcts.rollout_evaluator(GAME), cfg.replace(value_target_search=0.5),
+                                        np.random.default_rng(0))
+    searched = mixed - 0.5 * results
+    assert np.abs(searched).max() <= 0.5 + 1e-6 and len(np.unique(searched.round(4))) > 3
+    np.testing.assert_allclose(mixed[1::2], mixed[0::2])
 
 
 def test_self_play_saves_progress_last_and_refuses_a_broken_one_clearly(tmp_path):
