@@ -97,12 +97,14 @@ def search(game: Game, states: Sequence, evaluate: Evaluator, simulations: int, 
                 node.visits[i] += 1
                 node.value_sum[i] += value
     counts = np.zeros((len(roots), game.num_actions), np.float32)
-    values = [root.value_sum.sum() / root.visits.sum() if root.visits.any() else v for root, v in zip(roots, values)]
-    for row, root in zip(counts, roots):
-        row[root.actions] = root.visits
-        if not root.visits.any():  # one simulation: the priors are all the search knows
+    searched = np.array(values, np.float32)
+    for b, (row, root) in enumerate(zip(counts, roots)):
+        if root.visits.any():
+            row[root.actions] = root.visits
+            searched[b] = root.value_sum.sum() / root.visits.sum()
+        else:  # one simulation: the network's priors and value are all the search knows
             row[root.actions] = root.prior
-    return counts, np.asarray(values, np.float32)
+    return counts, searched
 
 
 def rollout_evaluator(game: Game, seed: int = 0) -> Evaluator:

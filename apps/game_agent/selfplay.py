@@ -33,8 +33,9 @@ def self_play(game: Game, evaluate: mcts.Evaluator, cfg, rng: np.random.Generato
         live = [g for g, s in enumerate(states) if game.outcome(s) is None]
         if not live:
             break
-        counts, searched = mcts.search(game, [states[g] for g in live], evaluate, cfg.simulations, c_puct=cfg.c_puct,
-                                dirichlet_alpha=cfg.dirichlet_alpha, noise_fraction=cfg.noise_fraction, rng=rng)
+        counts, searched = mcts.search(game, [states[g] for g in live], evaluate, cfg.simulations,
+                                       c_puct=cfg.c_puct, dirichlet_alpha=cfg.dirichlet_alpha,
+                                       noise_fraction=cfg.noise_fraction, rng=rng)
         for g, visits, q in zip(live, counts, searched):
             policy = visits / visits.sum()
             records[g].append((states[g], policy, float(q)))
