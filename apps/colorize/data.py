@@ -110,12 +110,21 @@ def tfds_source(name: str, size: int, fractions, seed: int) -> Splits:
 
 
 def load(spec: str, size: int, crops_per_photo: int, val_fraction: float, test_fraction: float,
-         seed: int) -> Splits:
+         seed: int, train_size: int | None = None) -> Splits:
+    """The photos of `spec` split by `seed`: validation and test at size x size, as the endpoint sees them;
+    a folder's or TFDS's training photos at train_size (default: size), for training to cut zoomed crops
+    from (the embedded training crops are cut from the full-resolution photos already)."""
     fractions = (1.0 - val_fraction - test_fraction, val_fraction, test_fraction)
-    splits = Source.load(spec, embedded=lambda: embedded(size, crops_per_photo, seed),
-                         tfds=lambda name: tfds_source(name, size, fractions, seed),
-                         path=lambda root: image_folder(root, size, fractions, seed))
-    return Splits(*(split.filter(has_colour) for split in (splits.train, splits.val, splits.test)),
+
+    def at(side):
+        return Source.load(spec, embedded=lambda: embedded(side, crops_per_photo, seed),
+                           tfds=lambda name: tfds_source(name, side, fractions, seed),
+                           path=lambda root: image_folder(root, side, fractions, seed))
+
+    splits = at(size)
+    larger = train_size and train_size != size and Source.parse(spec).kind != "embedded"
+    train = at(train_size).train if larger else splits.train
+    return Splits(*(split.filter(has_colour) for split in (train, splits.val, splits.test)),
                   dict(splits.info, without=f"photos of colourfulness below {MIN_COLORFULNESS} (black and white)"))
 
 

@@ -89,6 +89,20 @@ def test_black_and_white_photos_are_left_out_of_every_split(tmp_path):
     assert len(kept) == 8 and min(float(color.colorfulness(x[None])[0]) for x in kept) > 50
 
 
+
+def test_folder_training_photos_are_loaded_larger_and_cropped_to_the_model_size(tmp_path):
+    rng = np.random.default_rng(0)
+    for i in range(20):
+        Image.fromarray(rng.uniform(0, 255, size=(80, 80, 3)).astype(np.uint8)).save(tmp_path / f"photo{i}.png")
+    p = Pipeline(Config.preset("smoke", data=str(tmp_path), prior_images=16), tmp_path / "run")
+    splits = p.datasets()
+    train, val, test = (np.stack(list(split)) for split in (splits.train, splits.val, splits.test))
+    assert train.shape[1:] == (64, 64, 3) and val.shape[1:] == test.shape[1:] == (32, 32, 3)
+    assert len(train) + len(val) + len(test) == 20
+    inputs, targets = next(iter(p.training_data(splits)[0]))
+    assert tuple(inputs.shape[1:]) == (32, 32, 4) and tuple(targets.shape[1:]) == (16, 16, 2)
+
+
 def test_model_output_shapes():
     p = Pipeline(Config.preset("smoke"))
     model = p.build_model()
