@@ -89,7 +89,6 @@ def test_black_and_white_photos_are_left_out_of_every_split(tmp_path):
     assert len(kept) == 8 and min(float(color.colorfulness(x[None])[0]) for x in kept) > 50
 
 
-
 def test_folder_training_photos_are_loaded_larger_and_cropped_to_the_model_size(tmp_path):
     rng = np.random.default_rng(0)
     for i in range(20):
