@@ -13,6 +13,8 @@ class Config(BaseConfig):
     image_size: int = positive(64)  # square side the model sees; the endpoint restores the input's resolution
     width: int = positive(32)  # channels at full resolution; each encoder level doubles it
     depth: int = positive(3)  # encoder downsamplings (the U-Net's levels)
+    # U-Nets trained one after another from different starts (the time budget shared); serving averages them
+    members: int = positive(1)
     bin_size: float = positive(10.0)  # ab grid step of the colour classes
     soft_sigma: float = positive(5.0)  # Gaussian soft encoding of targets over neighbouring bins (ab units)
     rebalance: float = between(0, 1, 0.9)  # lambda of the class rebalancing: 1.0 turns it off, Zhang et al. use 0.5

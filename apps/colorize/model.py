@@ -10,6 +10,10 @@ scored 0.7 dB lower PSNR on validation flowers: the average of plausible colours
     encoder: S -> S/2 -> ... -> S/2^depth    (residual stages, widths double)
     global:  average-pooled bottleneck features added back everywhere (scene type: sky, foliage ...)
     decoder: upsample, concatenate the encoder's features at that scale, a conv block; up to S/2
+
+Logits come with a members axis, [N, S/2, S/2, M, Q]: M = 1 for one U-Net; an ensemble (config.members)
+joins M U-Nets trained one after another from different starts (pipeline.fit), and serving averages their
+log-probabilities.
 """
 
 from __future__ import annotations
@@ -27,7 +31,16 @@ OUTPUT_STRIDE = 2
 
 
 def build_model(config, num_bins: int) -> keras.Model:
-    """L and hint maps batch -> ab bin logits, float32 even under mixed precision."""
+    """L and hint maps batch -> ab bin logits [N, S/2, S/2, members, Q], float32 even under mixed precision."""
+    if config.members == 1:
+        return build_member(config, num_bins, "colorizer")
+    inputs = keras.Input((config.image_size, config.image_size, 1 + HINT_CHANNELS), name="lightness_hints")
+    members = [build_member(config, num_bins, f"colorizer_{i}")(inputs) for i in range(config.members)]
+    return keras.Model(inputs, layers.Concatenate(axis=-2, dtype="float32")(members), name="colorizers")
+
+
+def build_member(config, num_bins: int, name: str) -> keras.Model:
+    """One U-Net: L and hint maps -> ab bin logits [N, S/2, S/2, 1, Q]."""
     if config.depth < 1:
         raise ValueError(f"depth must be at least 1. Received: depth={config.depth}")
     if config.image_size % 2 ** config.depth:
@@ -55,7 +68,8 @@ def build_model(config, num_bins: int) -> keras.Model:
     logits = layers.Conv2D(num_bins, 1, dtype="float32", name="ab_logits")(x)
     centers = color.ab_bin_centers(config.bin_size)
     outputs = HintedOutput(centers, config.soft_sigma, dtype="float32", name="hinted")(logits, inputs[..., 1:])
-    return keras.Model(inputs, outputs, name="colorizer")
+    return keras.Model(inputs, layers.Reshape((*outputs.shape[1:3], 1, num_bins), dtype="float32")(outputs),
+                       name=name)
 
 
 class HintedOutput(layers.Layer):
@@ -95,14 +109,15 @@ def make_loss(config, centers: np.ndarray, bin_weights: np.ndarray):
     """The training loss on targets ab [N, S/2, S/2, 2] in ab units: cross-entropy against Gaussian
     soft-encoded targets, each pixel weighted by how rare its colour is (`bin_weights`, from
     color.rebalancing_weights), so that the frequent dull colours of backgrounds do not drown out the
-    saturated ones.
+    saturated ones. Logits [N, S/2, S/2, M, Q]: each member meets the targets on its own.
     """
     centers = tf.constant(centers, tf.float32)
     weights = tf.constant(bin_weights, tf.float32)
 
     def rebalanced_cross_entropy(ab, logits):
         targets, nearest = color.soft_encode(ab, centers, config.soft_sigma)
-        cross_entropy = -tf.reduce_sum(targets * tf.nn.log_softmax(tf.cast(logits, tf.float32)), axis=-1)
-        return tf.gather(weights, nearest) * cross_entropy
+        log_probs = tf.nn.log_softmax(tf.cast(logits, tf.float32))  # [N, S/2, S/2, M, Q]
+        cross_entropy = -tf.reduce_sum(targets[..., None, :] * log_probs, axis=-1)
+        return tf.gather(weights, nearest)[..., None] * cross_entropy
 
     return rebalanced_cross_entropy

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import json
+import shutil
 import struct
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -33,6 +35,7 @@ EVAL_HINTS = (1, 5)  # about this many clicks per test photo for the hints{k}_ps
 # over runs, 0.2-0.38 scored lower at the same colourfulness).
 TEMPERATURES = (0.5, 0.7, 1.0)
 SATURATIONS = (1.0, 1.1, 1.2, 1.3, 1.4, 1.5)  # and the ab gains tried with each
+MEMBER_SEED_STEP = 7919  # ensemble member i starts from seed + i * this: other weights, other crops
 
 
 class Pipeline(BasePipeline):
@@ -104,11 +107,38 @@ class Pipeline(BasePipeline):
         return train, val
 
     def fit(self) -> dict:
-        result = super().fit()
+        result = self._fit_members() if self.config.members > 1 else super().fit()
         if not (self.config.temperature and self.config.saturation):
             result["decoding_choice"] = self.choose_decoding()
             self.save()
             training.update_json(self.workdir / "metrics.json", fit=result)
+        return result
+
+    def _fit_members(self) -> dict:
+        """Trains the ensemble's U-Nets one after another on the same split, each from its own random start
+        with an equal share of the time budget, in workdir/members/<i> (a restarted run keeps the finished
+        ones), then joins them into one model."""
+        cfg = self.config
+        model = self.build_model()
+        results = []
+        for i in range(cfg.members):
+            member = _Member(cfg.replace(members=1, time_budget_s=cfg.time_budget_s / cfg.members),
+                             self.workdir / "members" / str(i), i)
+            member._splits, member.state = self.datasets(), dict(self.state)
+            done = member.workdir / "member.json"
+            if done.exists():
+                member.model = member.make_model()
+                member.model.load_weights(str(member.workdir / "model.weights.h5"))
+                results.append(json.loads(done.read_text()))
+            else:
+                results.append(member.fit())
+                done.write_text(json.dumps(results[-1], default=str))
+            model.get_layer(f"colorizer_{i}").set_weights(member.model.get_weights())
+        self.model, self.strategy, self._endpoints = model, member.strategy, None
+        self.save()
+        shutil.rmtree(self.workdir / "members")  # the run is complete: a new fit() starts afresh
+        result = {"members": results, "epochs_run": [r.get("epochs_run") for r in results]}
+        training.update_json(self.workdir / "metrics.json", fit=result)
         return result
 
     def choose_decoding(self) -> dict:
@@ -193,6 +223,20 @@ class Pipeline(BasePipeline):
         return {"serving_default": self.encode_request(self.sample_inputs(4)),
                 "colorize_with_hints": dict(self.encode_request(self.sample_inputs(4)), hints=hints),
                 "colorize_images": {"images": images}}
+
+
+class _Member(Pipeline):
+    """One U-Net of an ensemble: the app's training from a random start of its own, without the decoding choice."""
+
+    fit = BasePipeline.fit
+
+    def __init__(self, config, workdir, index: int):
+        super().__init__(config, workdir)
+        self.index = index
+
+    def make_model(self):
+        training.set_seed(self.config.seed + MEMBER_SEED_STEP * self.index)
+        return super().make_model()
 
 
 def pick_decoding(scores: Mapping[Any, Mapping[str, float]], min_colorfulness: float):

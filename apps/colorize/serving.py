@@ -61,7 +61,9 @@ def make_ab_predictor(model, centers: np.ndarray, temperature: float, saturation
     def predict_ab(small_lightness, hints=None):
         hints = no_hints(small_lightness) if hints is None else hints
         outputs = tf.cast(run_model(model, tf.concat([small_lightness, hints], axis=-1)), tf.float32)
-        ab = color.annealed_mean(outputs, centers, temperature)
+        # The members' distributions multiplied (mean log-probability): where one is unsure the others decide.
+        log_probs = tf.reduce_mean(tf.nn.log_softmax(outputs), axis=-2)
+        ab = color.annealed_mean(log_probs, centers, temperature)
         # A mean of the plausible colours is paler than each of them; a clicked cell keeps its click.
         hinted = tf.image.resize(hints[..., 2:], tf.shape(ab)[1:3], method="area") > 0
         return tf.where(hinted, ab, ab * saturation)

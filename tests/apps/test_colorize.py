@@ -11,6 +11,7 @@ import tensorflow as tf
 from PIL import Image
 
 from apps.colorize import Config, Pipeline, color, serving
+from apps.colorize import pipeline as pipeline_lib
 from apps.colorize.bench import BENCH
 from apps.colorize.model import build_model
 from apps.colorize.pipeline import pick_decoding
@@ -106,9 +107,45 @@ def test_model_output_shapes():
     p = Pipeline(Config.preset("smoke"))
     model = p.build_model()
     out = model(np.zeros((2, 32, 32, 4), np.float32))
-    assert tuple(out.shape) == (2, 16, 16, len(color.ab_bin_centers(10.0)))
+    assert tuple(out.shape) == (2, 16, 16, 1, len(color.ab_bin_centers(10.0)))
+    # An ensemble's members start apart: the same photo gets a different first guess from each.
+    two = Pipeline(Config.preset("smoke", members=2)).build_model()(np.random.default_rng(0).uniform(
+        0, 100, (2, 32, 32, 4)).astype(np.float32))
+    assert tuple(two.shape) == (2, 16, 16, 2, out.shape[-1]) and not np.allclose(two[..., 0, :], two[..., 1, :])
     with pytest.raises(ValueError, match="Received: image_size=30"):
         build_model(Config.preset("smoke", image_size=30), 10)
+
+
+def test_ensemble_members_train_apart_resume_and_serve_as_one(tmp_path, monkeypatch):
+    config = Config.preset("smoke", members=2, epochs=1, crops_per_photo=16)
+    first = Pipeline(config, tmp_path / "run")
+    # An interrupted run: member 0 finished, the process died during member 1.
+    real_fit = pipeline_lib._Member.fit
+
+    def dies_in_member_1(self):
+        if self.index == 1:
+            raise KeyboardInterrupt
+        return real_fit(self)
+
+    monkeypatch.setattr(pipeline_lib._Member, "fit", dies_in_member_1)
+    with pytest.raises(KeyboardInterrupt):
+        first.fit()
+    assert (tmp_path / "run" / "members" / "0" / "member.json").exists()
+    trained = []
+
+    def records(self):
+        trained.append(self.index)
+        return real_fit(self)
+
+    monkeypatch.setattr(pipeline_lib._Member, "fit", records)
+    p = Pipeline(config, tmp_path / "run")
+    result = p.fit()
+    assert trained == [1] and len(result["members"]) == 2 and not (tmp_path / "run" / "members").exists()
+    x = np.random.default_rng(0).uniform(0, 100, (2, 32, 32, 4)).astype(np.float32)
+    out = p.model(x).numpy()
+    assert out.shape[3] == 2 and not np.allclose(out[..., 0, :], out[..., 1, :])
+    np.testing.assert_allclose(Pipeline.from_workdir(tmp_path / "run").model(x), out, atol=1e-5)
+    assert len(p.predict(p.sample_inputs(2))) == 2
 
 
 def test_embedded_test_photos_are_not_in_training():
