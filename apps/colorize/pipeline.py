@@ -137,7 +137,11 @@ class Pipeline(BasePipeline):
         self.model, self.strategy, self._endpoints = model, member.strategy, None
         self.save()
         shutil.rmtree(self.workdir / "members")  # the run is complete: a new fit() starts afresh
-        result = {"members": results, "epochs_run": [r.get("epochs_run") for r in results]}
+        # The last member's history and data stand for the run; epochs and seconds add up.
+        result = dict(results[-1], epochs_run=sum(r["epochs_run"] for r in results),
+                      train_seconds=sum(r["train_seconds"] for r in results),
+                      members=[{k: r.get(k) for k in ("epochs_run", "train_seconds", "stopped_by_time_budget")}
+                               for r in results])
         training.update_json(self.workdir / "metrics.json", fit=result)
         return result
 

@@ -141,6 +141,7 @@ def test_ensemble_members_train_apart_resume_and_serve_as_one(tmp_path, monkeypa
     p = Pipeline(config, tmp_path / "run")
     result = p.fit()
     assert trained == [1] and len(result["members"]) == 2 and not (tmp_path / "run" / "members").exists()
+    assert result["epochs_run"] == 2 and result["train_seconds"] > 0 and "loss" in result["history"]
     x = np.random.default_rng(0).uniform(0, 100, (2, 32, 32, 4)).astype(np.float32)
     out = p.model(x).numpy()
     assert out.shape[3] == 2 and not np.allclose(out[..., 0, :], out[..., 1, :])
