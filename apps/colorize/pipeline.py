@@ -98,8 +98,10 @@ class Pipeline(BasePipeline):
 
         def train_example(rgb):
             if self.config.augment:
-                return examples(random_crops_and_flips(rgb, size), simulate_hints=True)
-            return examples(tf.image.resize(rgb, (size, size), antialias=True), simulate_hints=True)
+                rgb = random_crops_and_flips(rgb, size)
+            else:
+                rgb = tf.image.resize(rgb, (size, size), antialias=True)
+            return examples(rgb, simulate_hints=True)
 
         b = self.global_batch_size
         train = batched(splits.train, b, shuffle=True, seed=self.config.seed, map_fn=train_example)
