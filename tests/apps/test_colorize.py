@@ -184,7 +184,23 @@ def test_smoke_fit_beats_grayscale_baseline(trained):
     # True-colour hints bring the output closer still.
     assert metrics["hints5_psnr"] > metrics["psnr"], metrics
     assert (p.workdir / "colorized_test_photos.png").exists()
+    # Per-photo gains: their mean is the mean gain; the photos colour hurt most are drawn.
+    assert 0.0 <= metrics["photos_closer_than_gray"] <= 1.0
+    assert metrics["psnr_over_gray_median"] > 0.0, metrics
+    assert (p.workdir / "colorized_test_photos_worst.png").exists()
     assert json.loads((p.workdir / "metrics.json").read_text())["test"]["psnr"] == metrics["psnr"]
+
+
+def test_per_photo_gains_average_to_the_mean_gain_and_find_the_photo_colour_hurt():
+    rng = np.random.default_rng(0)
+    originals = tf.constant(rng.uniform(0.2, 0.8, (4, 16, 16, 3)), tf.float32)
+    gray = color.gray_rgb(color.lightness(originals))
+    outputs = originals + 0.02 * tf.constant(rng.uniform(-1, 1, (4, 16, 16, 3)), tf.float32)
+    outputs = tf.tensor_scatter_nd_update(outputs, [[2]], [gray[2] + 0.15])  # one photo painted far off
+    gains = pipeline_lib.psnr_gains(outputs, gray, originals)
+    mean_gain = pipeline_lib.quality(outputs, originals)["psnr"] - pipeline_lib.quality(gray, originals)["psnr"]
+    np.testing.assert_allclose(gains.mean(), mean_gain, atol=1e-4)
+    assert np.argmin(gains) == 2 and gains[2] < 0 < gains[0]
 
 
 def test_hint_maps_place_clicks_in_the_model_cells():
