@@ -345,20 +345,22 @@ def resize_square(image: tf.Tensor, size: int) -> tf.Tensor:
     return tf.image.resize(tf.cast(image, tf.float32), (size, size), antialias=True)
 
 
-def image_folder(root: str | Path, size: int, fractions: Sequence[float], seed: int) -> Splits:
+def image_folder(root: str | Path, size: int, fractions: Sequence[float], seed: int,
+                 train_size: int | None = None) -> Splits:
     """Every image under `root`, at any depth and size, as unlabeled float32 [size, size, 3] squares in
-    0..255, split per file by `fractions` (train, val, test) with `seed`."""
+    0..255, split per file by `fractions` (train, val, test) with `seed`; the training images at
+    train_size (default: size), for augmentations that cut crops from them."""
     paths = np.asarray([str(p) for p in list_files(root, IMAGE_EXTENSIONS)])
     parts = split_indices(len(paths), fractions, seed)
 
-    def make(idx):
+    def make(idx, side):
         ds = tf.data.Dataset.from_tensor_slices(paths[idx])
-        return ds.map(lambda p: resize_square(decode_image(tf.io.read_file(p), 3, "image file"), size),
+        return ds.map(lambda p: resize_square(decode_image(tf.io.read_file(p), 3, "image file"), side),
                       num_parallel_calls=tf.data.AUTOTUNE)
 
     info = {"source": f"folder: {root}",
             "sizes": {k: int(len(p)) for k, p in zip(("train", "val", "test"), parts)}}
-    return Splits(make(parts[0]), make(parts[1]), make(parts[2]), info)
+    return Splits(make(parts[0], train_size or size), make(parts[1], size), make(parts[2], size), info)
 
 
 def check_request_size(batch: tf.Tensor, input_name: str = "image_bytes", max_pixels: int | None = None,

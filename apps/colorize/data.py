@@ -93,19 +93,22 @@ def embedded(size: int, crops_per_photo: int, seed: int) -> Splits:
     return Splits(datasets["train"], datasets["val"], datasets["test"], info)
 
 
-def tfds_source(name: str, size: int, fractions, seed: int) -> Splits:
+def tfds_source(name: str, sizes: tuple[int, int, int], fractions) -> Splits:
+    """TFDS `name` (optionally NAME:SPLIT) cut by percent into train / val / test at `sizes` each."""
     base, _, split = name.partition(":")
     cuts = percent_cuts(split or "train", fractions)
 
-    def image_of(example):
-        if "image" not in example:
-            raise ValueError(f"TFDS dataset {base!r} has no 'image' feature. Features: {sorted(example)}")
-        image = example["image"]
-        # Grayscale datasets have one channel: repeat it so every source yields RGB.
-        return resize(tf.image.grayscale_to_rgb(image) if image.shape[-1] == 1 else image, size)
+    def image_at(size):
+        def image_of(example):
+            if "image" not in example:
+                raise ValueError(f"TFDS dataset {base!r} has no 'image' feature. Features: {sorted(example)}")
+            image = example["image"]
+            # Grayscale datasets have one channel: repeat it so every source yields RGB.
+            return resize(tf.image.grayscale_to_rgb(image) if image.shape[-1] == 1 else image, size)
+        return image_of
 
-    splits = [load_tfds(base, split=cut, shuffle_files=False).map(image_of, num_parallel_calls=tf.data.AUTOTUNE)
-              for cut in cuts]
+    splits = [load_tfds(base, split=cut, shuffle_files=False).map(image_at(size), num_parallel_calls=tf.data.AUTOTUNE)
+              for cut, size in zip(cuts, sizes)]
     return Splits(*splits, {"source": f"tfds: {base}", "splits": cuts})
 
 
@@ -115,16 +118,11 @@ def load(spec: str, size: int, crops_per_photo: int, val_fraction: float, test_f
     a folder's or TFDS's training photos at train_size (default: size), for training to cut zoomed crops
     from (the embedded training crops are cut from the full-resolution photos already)."""
     fractions = (1.0 - val_fraction - test_fraction, val_fraction, test_fraction)
-
-    def at(side):
-        return Source.load(spec, embedded=lambda: embedded(side, crops_per_photo, seed),
-                           tfds=lambda name: tfds_source(name, side, fractions, seed),
-                           path=lambda root: image_folder(root, side, fractions, seed))
-
-    splits = at(size)
-    larger = train_size and train_size != size and Source.parse(spec).kind != "embedded"
-    train = at(train_size).train if larger else splits.train
-    return Splits(*(split.filter(has_colour) for split in (train, splits.val, splits.test)),
+    train_size = train_size or size
+    splits = Source.load(spec, embedded=lambda: embedded(size, crops_per_photo, seed),
+                         tfds=lambda name: tfds_source(name, (train_size, size, size), fractions),
+                         path=lambda root: image_folder(root, size, fractions, seed, train_size=train_size))
+    return Splits(*(split.filter(has_colour) for split in (splits.train, splits.val, splits.test)),
                   dict(splits.info, without=f"photos of colourfulness below {MIN_COLORFULNESS} (black and white)"))
 
 

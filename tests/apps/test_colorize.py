@@ -103,6 +103,15 @@ def test_folder_training_photos_are_loaded_larger_and_cropped_to_the_model_size(
     assert tuple(inputs.shape[1:]) == (32, 32, 4) and tuple(targets.shape[1:]) == (16, 16, 2)
 
 
+def test_tfds_training_photos_are_loaded_larger_too():
+    tfds = pytest.importorskip("tensorflow_datasets")
+    with tfds.testing.mock_data(num_examples=20):  # random colour images of tf_flowers' feature spec
+        splits = Pipeline(Config.preset("smoke", data="tfds:tf_flowers", prior_images=16)).datasets()
+        train, val = next(iter(splits.train)), next(iter(splits.val))
+    assert splits.info["splits"] == ["train[:75%]", "train[75%:85%]", "train[85%:]"]
+    assert tuple(train.shape) == (64, 64, 3) and tuple(val.shape) == (32, 32, 3)
+
+
 def test_model_output_shapes():
     p = Pipeline(Config.preset("smoke"))
     model = p.build_model()
