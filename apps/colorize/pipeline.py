@@ -186,7 +186,7 @@ class Pipeline(BasePipeline):
             metrics.update({f"{prefix}{k}": v for k, v in quality(images, rgb).items()})
         metrics["psnr_over_gray"] = metrics["psnr"] - metrics["gray_psnr"]
         metrics["ssim_over_gray"] = metrics["ssim"] - metrics["gray_ssim"]
-        # The mean gain hides its spread: a nearly colourless original loses up to 10 dB to any colour.
+        # The mean gain hides its spread: a nearly colourless original loses several dB to any colour.
         gains = psnr_gains(outputs[""], gray, rgb)
         metrics["psnr_over_gray_median"] = float(np.median(gains))
         metrics["photos_closer_than_gray"] = float(np.mean(gains > 0))
