@@ -29,6 +29,9 @@ class Config(BaseConfig):
     # Weight of AC-GAN's auxiliary loss: the discriminator also classifies real images, and the generator
     # is asked for images it classifies as their label (0: projection conditioning alone).
     class_weight: float = at_least(0, 0.5)
+    # Noises a seed draws when sampling; the one kept is the image the discriminator's class head reads as
+    # the label most surely (1: the seed's own noise; models without a class head always draw one).
+    candidates: int = positive(8)
     beta_1: float = between(0, 1, 0.5, high_open=True)  # Adam's first-moment decay for both networks
     # The metric classifier (the image_classification app's compact CNN, trained first on the same
     # training split): its features give KID/FID, its predictions the class accuracy of samples.

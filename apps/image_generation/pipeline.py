@@ -40,7 +40,7 @@ class Pipeline(BasePipeline):
 
     def __init__(self, config: Config | None = None, workdir=None):
         super().__init__(config, workdir)
-        self._generate, self._generate_for = None, None  # traced sampler and the model it samples
+        self._generate, self._generate_for = {}, None  # traced samplers by candidates, the model they sample
 
     def load_data(self):
         cfg = self.config
@@ -95,20 +95,29 @@ class Pipeline(BasePipeline):
     # ------------------------------------------------------------------------------------------
     # Sampling.
 
-    def generate(self, labels: np.ndarray, seeds: np.ndarray, batch: int = 256) -> np.ndarray:
-        """Class ids and seeds -> images [N, S, S, 3], float32 0..255 rounded as served."""
-        fn = self._generate_fn()
+    def generate(self, labels: np.ndarray, seeds: np.ndarray, batch: int = 256, candidates: int | None = None
+                 ) -> np.ndarray:
+        """Class ids and seeds -> images [N, S, S, 3], float32 0..255 rounded as served; `candidates`
+        overrides the config's (1: each seed's first draw)."""
+        fn = self._generate_fn(self.config.candidates if candidates is None else candidates)
         out = [fn(tf.constant(labels[i:i + batch], tf.int32), tf.constant(seeds[i:i + batch], tf.int64)).numpy()
                for i in range(0, len(labels), batch)]
         return np.concatenate(out).astype(np.float32) if out else np.zeros((0,), np.float32)
 
-    def _generate_fn(self):
+    def _generate_fn(self, candidates: int):
         model = self.require_model()
         if self._generate_for is not model:
-            generate = serving.make_generate(model.ema_generator, self.config.latent_dim)
-            self._generate = tf.function(lambda ids, seeds: serving.to_uint8(generate(ids, seeds)))
-            self._generate_for = model
-        return self._generate
+            self._generate, self._generate_for = {}, model
+        if candidates not in self._generate:
+            sample = serving.make_sampler(model.ema_generator, self.config.latent_dim, **self._chooser(candidates))
+            self._generate[candidates] = tf.function(lambda ids, seeds: serving.to_uint8(sample(ids, seeds)[1]))
+        return self._generate[candidates]
+
+    def _chooser(self, candidates: int | None = None) -> dict:
+        """The discriminator and candidates per seed, where its class head was trained to choose with."""
+        model = self.require_model()
+        return {"discriminator": model.discriminator if model.class_weight else None,
+                "candidates": self.config.candidates if candidates is None else candidates}
 
     def sample_grid(self, samples_per_class: int | None = None) -> np.ndarray:
         """uint8 picture: one row per class (the first 20), the same seeds 0..k-1 in every row."""
@@ -147,14 +156,17 @@ class Pipeline(BasePipeline):
         val_x, _ = arrays(self.datasets().val)
         result = {"real_class_accuracy": float(np.mean(real_pred == test_y)),
                   "real_nn_distance_median": float(np.median(metrics.nearest_distances(test_x, train_x)))}
+        samples = {"": generated, "baseline_": baseline}
+        if self._chooser()["discriminator"] is not None and cfg.candidates > 1:  # what choosing adds
+            samples["first_draw_"] = self.generate(labels, EVAL_SEED + np.arange(n), candidates=1)
         # Validation photos (unseen, but model selection read them) as queries: the test's own control.
-        for prefix, queries in (("real_", val_x), ("", generated), ("baseline_", baseline)):
+        for prefix, queries in (("real_", val_x), *samples.items()):
             if not len(queries):  # a source without validation photos has no control
                 continue
             nearest = metrics.training_nearest_fraction(queries, train_x, test_x)
             result.update({f"{prefix}nn_train_fraction": nearest["fraction"], f"{prefix}nn_train_z": nearest["z"],
                            "nn_train_chance": nearest["chance"]})
-        for prefix, images in (("", generated), ("baseline_", baseline)):
+        for prefix, images in samples.items():
             features, predicted = judged(images)
             result[f"{prefix}kid"] = metrics.kid(real_f, features)
             result[f"{prefix}fid"] = metrics.fid(real_f, features)
@@ -163,7 +175,8 @@ class Pipeline(BasePipeline):
                                                                                  seed=cfg.seed)
             result[f"{prefix}nn_distance_median"] = float(np.median(
                 metrics.nearest_distances(images[:len(test_y)], train_x)))
-        result["kid_over_baseline"] = result["kid"] / max(result["baseline_kid"], 1e-12)
+        for prefix in samples.keys() - {"baseline_"}:
+            result[f"{prefix}kid_over_baseline"] = result[f"{prefix}kid"] / max(result["baseline_kid"], 1e-12)
         if not cfg.conditional:  # the judge's classes are clusters, not what a sample was asked to be
             result = {k: v for k, v in result.items() if not k.endswith("class_accuracy")}
         if is_chief():
@@ -202,7 +215,7 @@ class Pipeline(BasePipeline):
     def make_endpoints(self):
         cfg = self.config
         return serving.make_endpoints(self.require_model().ema_generator, self.state["class_names"],
-                                      cfg.latent_dim, cfg.image_size)
+                                      cfg.latent_dim, cfg.image_size, **self._chooser())
 
     def encode_request(self, raw_inputs: Sequence[Any]):
         """Each raw input: {"label": name or "", "seed": int}, a (label, seed) pair, "label:seed" (what the

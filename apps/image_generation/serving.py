@@ -8,7 +8,8 @@ interpolate:     label, seed_from, seed_to, steps (int64 [N], 2..16)
                  great circle from seed_from's to seed_to's), label (string [N])
 
 A seed becomes the noise through a stateless random op, so one seed and label give the same image in
-every call, in predict() and in the exported model alike.
+every call, in predict() and in the exported model alike. With `candidates` > 1 a seed draws that many
+noises and keeps the one whose image the discriminator's class head reads as the label most surely.
 """
 
 from __future__ import annotations
@@ -22,10 +23,12 @@ from core.export import run_model
 MAX_STEPS = 16  # images per interpolation strip
 
 
-def noise_for(seeds: tf.Tensor, latent_dim: int) -> tf.Tensor:
-    """int64 seeds [N] -> standard normal noise [N, latent_dim], a pure function of each seed."""
-    return tf.map_fn(lambda s: tf.random.stateless_normal([latent_dim], seed=tf.stack([s, tf.constant(0, tf.int64)])),
-                     tf.cast(seeds, tf.int64), fn_output_signature=tf.TensorSpec([latent_dim], tf.float32))
+def noise_for(seeds: tf.Tensor, latent_dim: int, draw: int = 0) -> tf.Tensor:
+    """int64 seeds [N] -> standard normal noise [N, latent_dim], a pure function of each seed and `draw`."""
+    stream = draw + 1 if draw else 0  # stream 1 draws random classes
+    return tf.map_fn(
+        lambda s: tf.random.stateless_normal([latent_dim], seed=tf.stack([s, tf.constant(stream, tf.int64)])),
+        tf.cast(seeds, tf.int64), fn_output_signature=tf.TensorSpec([latent_dim], tf.float32))
 
 
 def random_classes(seeds: tf.Tensor, num_classes: int) -> tf.Tensor:
@@ -65,14 +68,32 @@ def to_uint8(images: tf.Tensor) -> tf.Tensor:
     return tf.cast(tf.round(tf.clip_by_value((tf.cast(images, tf.float32) + 1.0) * 127.5, 0.0, 255.0)), tf.uint8)
 
 
-def make_generate(generator, latent_dim: int):
-    """(class ids [N], seeds [N]) -> images [N, S, S, 3] in [-1, 1]: what every endpoint, the per-epoch
-    sample grids and evaluate() call, so they all draw the same image for the same seed."""
+def make_sampler(generator, latent_dim: int, discriminator=None, candidates: int = 1):
+    """(class ids [N], seeds [N]) -> (noise [N, latent], images [N, S, S, 3] in [-1, 1]): what every
+    endpoint, the per-epoch sample grids and evaluate() call, so they all draw the same image for the same
+    seed. With a discriminator and candidates > 1, each seed draws `candidates` noises and keeps the one
+    whose image the discriminator's class head gives the highest log-probability of the label."""
 
-    def generate(ids, seeds):
-        return tf.cast(run_model(generator, [noise_for(seeds, latent_dim), tf.cast(ids, tf.int32)]), tf.float32)
+    def sample(ids, seeds):
+        ids = tf.cast(ids, tf.int32)
+        if discriminator is None or candidates == 1:
+            noise = noise_for(seeds, latent_dim)
+            return noise, tf.cast(run_model(generator, [noise, ids]), tf.float32)
+        # [N, K, latent] -> one generator and one discriminator call over the N * K candidates
+        noise = tf.reshape(tf.stack([noise_for(seeds, latent_dim, d) for d in range(candidates)], axis=1),
+                           [-1, latent_dim])
+        repeated = tf.repeat(ids, candidates)
+        images = tf.cast(run_model(generator, [noise, repeated]), tf.float32)
+        _, logits = run_model(discriminator, [images, repeated])
+        sure = tf.gather(tf.nn.log_softmax(tf.cast(logits, tf.float32)), repeated, batch_dims=1)
+        best = tf.argmax(tf.reshape(sure, [-1, candidates]), axis=1, output_type=tf.int32)
 
-    return generate
+        def pick(t):  # [N * K, ...] -> the best of each seed's K rows [N, ...]
+            return tf.gather(tf.reshape(t, tf.concat([[-1, candidates], tf.shape(t)[1:]], 0)), best, batch_dims=1)
+
+        return pick(noise), pick(images)
+
+    return sample
 
 
 def slerp(a: tf.Tensor, b: tf.Tensor, t: tf.Tensor) -> tf.Tensor:
@@ -83,15 +104,16 @@ def slerp(a: tf.Tensor, b: tf.Tensor, t: tf.Tensor) -> tf.Tensor:
     return (tf.sin((1.0 - t) * omega) * a + tf.sin(t * omega) * b) / tf.sin(omega)
 
 
-def make_endpoints(generator, class_names: list[str], latent_dim: int, image_size: int) -> dict:
-    generate = make_generate(generator, latent_dim)
+def make_endpoints(generator, class_names: list[str], latent_dim: int, image_size: int, discriminator=None,
+                   candidates: int = 1) -> dict:
+    sample = make_sampler(generator, latent_dim, discriminator, candidates)
     names = tf.constant(class_names)
     label_spec = tf.TensorSpec([None], tf.string, name="label")
 
     def drawn(label, seed):
         with tf.control_dependencies([check_same_rows("seed", seed, label)]):
             ids = class_ids(label, seed, class_names)
-        return ids, generate(ids, seed)
+        return ids, sample(ids, seed)[1]
 
     @tf.function(input_signature=[label_spec, tf.TensorSpec([None], tf.int64, name="seed")])
     def serve(label, seed):
@@ -114,7 +136,7 @@ def make_endpoints(generator, class_names: list[str], latent_dim: int, image_siz
             f"Invalid steps: expected 2 to {MAX_STEPS} images per strip; received", steps], summarize=8))
         with tf.control_dependencies(checks):
             ids = class_ids(label, seed_from, class_names)
-        start, end = noise_for(seed_from, latent_dim), noise_for(seed_to, latent_dim)
+        start, end = sample(ids, seed_from)[0], sample(ids, seed_to)[0]  # the noises serving_default keeps
 
         def strip(row):
             a, b, class_id, k = row
