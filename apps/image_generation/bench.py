@@ -17,7 +17,9 @@ FLOWERS_SOURCE = ("TFDS tf_flowers, or https://storage.googleapis.com/download.t
 # Photos: wider networks, colour augmentation too, a deeper judge trained longer.
 PHOTOS = {"batch_size": 64, "learning_rate": 2e-4, "ema": 0.999, "diff_augment": "color,translation,cutout",
           "judge_width": 32, "judge_depth": 3, "judge_epochs": 30, "early_stopping_patience": 1000, "verbose": 2}
-CIFAR = {**PHOTOS, "image_size": 32, "width": 256, "d_width": 64, "epochs": 400, "time_budget_s": 1800}
+# 16 candidates a seed: on validation, lower KID and higher class accuracy than one draw in each of three seeds.
+CIFAR = {**PHOTOS, "image_size": 32, "width": 256, "d_width": 64, "epochs": 400, "time_budget_s": 1800,
+         "candidates": 16}
 FLOWERS = {**PHOTOS, "image_size": 64, "width": 512, "d_width": 32, "epochs": 600, "time_budget_s": 1800}
 DIGITS = {"image_size": 16, "width": 64, "d_width": 16, "epochs": 300, "learning_rate": 2e-3, "time_budget_s": 600,
           "early_stopping_patience": 1000, "verbose": 2}

@@ -30,8 +30,9 @@ class Config(BaseConfig):
     # is asked for images it classifies as their label (0: projection conditioning alone).
     class_weight: float = at_least(0, 0.5)
     # Noises a seed draws when sampling; the one kept is the image the discriminator's class head reads as
-    # the label most surely (1: the seed's own noise; models without a class head always draw one).
-    candidates: int = positive(16)
+    # the label most surely (1: the seed's own noise; models without a class head always draw one). More
+    # steers photos to their class and lowers KID; on the digits it lowered neither.
+    candidates: int = positive(1)
     beta_1: float = between(0, 1, 0.5, high_open=True)  # Adam's first-moment decay for both networks
     # The metric classifier (the image_classification app's compact CNN, trained first on the same
     # training split): its features give KID/FID, its predictions the class accuracy of samples.
@@ -43,8 +44,9 @@ class Config(BaseConfig):
     test_fraction: float = between(0, 1, 0.15)  # of the data, held out for evaluate()
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        # candidates 4: the tests run the choice among candidates (the CIFAR bench's 16) end to end
         "smoke": {"epochs": 10, "batch_size": 64, "learning_rate": 2e-3, "width": 64, "d_width": 16,
-                  "judge_epochs": 4, "early_stopping_patience": 100, "verbose": 0},
+                  "judge_epochs": 4, "early_stopping_patience": 100, "candidates": 4, "verbose": 0},
         "demo": {"epochs": 100, "batch_size": 64, "learning_rate": 2e-3, "width": 64, "d_width": 16, "judge_epochs": 10,
                  "time_budget_s": 60, "early_stopping_patience": 100},
         "full": {"epochs": 300, "batch_size": 64, "learning_rate": 1e-3, "ema": 0.999,
