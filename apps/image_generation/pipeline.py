@@ -109,8 +109,8 @@ class Pipeline(BasePipeline):
         if self._generate_for is not model:
             self._generate, self._generate_for = {}, model
         if candidates not in self._generate:
-            sample = serving.make_sampler(model.ema_generator, self.config.latent_dim, **self._chooser(candidates))
-            self._generate[candidates] = tf.function(lambda ids, seeds: serving.to_uint8(sample(ids, seeds)[1]))
+            sample, _ = serving.make_sampler(model.ema_generator, self.config.latent_dim, **self._chooser(candidates))
+            self._generate[candidates] = tf.function(lambda ids, seeds: serving.to_uint8(sample(ids, seeds)))
         return self._generate[candidates]
 
     def _chooser(self, candidates: int | None = None) -> dict:

@@ -69,16 +69,14 @@ def to_uint8(images: tf.Tensor) -> tf.Tensor:
 
 
 def make_sampler(generator, latent_dim: int, discriminator=None, candidates: int = 1):
-    """(class ids [N], seeds [N]) -> (noise [N, latent], images [N, S, S, 3] in [-1, 1]): what every
-    endpoint, the per-epoch sample grids and evaluate() call, so they all draw the same image for the same
-    seed. With a discriminator and candidates > 1, each seed draws `candidates` noises and keeps the one
-    whose image the discriminator's class head gives the highest log-probability of the label."""
+    """-> (sample, kept_noise). sample: (class ids [N], seeds [N]) -> images [N, S, S, 3] in [-1, 1], what
+    every endpoint, the per-epoch sample grids and evaluate() call, so they all draw the same image for the
+    same seed; kept_noise: the same inputs -> the noise [N, latent] each of those images comes from. With a
+    discriminator and candidates > 1, each seed draws `candidates` noises and keeps the one whose image the
+    discriminator's class head gives the highest log-probability of the label."""
+    chooses = discriminator is not None and candidates > 1
 
-    def sample(ids, seeds):
-        ids = tf.cast(ids, tf.int32)
-        if discriminator is None or candidates == 1:
-            noise = noise_for(seeds, latent_dim)
-            return noise, tf.cast(run_model(generator, [noise, ids]), tf.float32)
+    def choose(ids, seeds):  # -> (kept noise [N, latent], its images)
         # [N, K, latent] -> one generator and one discriminator call over the N * K candidates
         noise = tf.reshape(tf.stack([noise_for(seeds, latent_dim, d) for d in range(candidates)], axis=1),
                            [-1, latent_dim])
@@ -93,7 +91,16 @@ def make_sampler(generator, latent_dim: int, discriminator=None, candidates: int
 
         return pick(noise), pick(images)
 
-    return sample
+    def sample(ids, seeds):
+        ids = tf.cast(ids, tf.int32)
+        if chooses:
+            return choose(ids, seeds)[1]
+        return tf.cast(run_model(generator, [noise_for(seeds, latent_dim), ids]), tf.float32)
+
+    def kept_noise(ids, seeds):  # without a choice, no image needs drawing to know the noise
+        return choose(tf.cast(ids, tf.int32), seeds)[0] if chooses else noise_for(seeds, latent_dim)
+
+    return sample, kept_noise
 
 
 def slerp(a: tf.Tensor, b: tf.Tensor, t: tf.Tensor) -> tf.Tensor:
@@ -106,14 +113,14 @@ def slerp(a: tf.Tensor, b: tf.Tensor, t: tf.Tensor) -> tf.Tensor:
 
 def make_endpoints(generator, class_names: list[str], latent_dim: int, image_size: int, discriminator=None,
                    candidates: int = 1) -> dict:
-    sample = make_sampler(generator, latent_dim, discriminator, candidates)
+    sample, kept_noise = make_sampler(generator, latent_dim, discriminator, candidates)
     names = tf.constant(class_names)
     label_spec = tf.TensorSpec([None], tf.string, name="label")
 
     def drawn(label, seed):
         with tf.control_dependencies([check_same_rows("seed", seed, label)]):
             ids = class_ids(label, seed, class_names)
-        return ids, sample(ids, seed)[1]
+        return ids, sample(ids, seed)
 
     @tf.function(input_signature=[label_spec, tf.TensorSpec([None], tf.int64, name="seed")])
     def serve(label, seed):
@@ -136,7 +143,7 @@ def make_endpoints(generator, class_names: list[str], latent_dim: int, image_siz
             f"Invalid steps: expected 2 to {MAX_STEPS} images per strip; received", steps], summarize=8))
         with tf.control_dependencies(checks):
             ids = class_ids(label, seed_from, class_names)
-        start, end = sample(ids, seed_from)[0], sample(ids, seed_to)[0]  # the noises serving_default keeps
+        start, end = kept_noise(ids, seed_from), kept_noise(ids, seed_to)  # the noises serving_default keeps
 
         def strip(row):
             a, b, class_id, k = row
