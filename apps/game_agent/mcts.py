@@ -2,7 +2,9 @@
 
 Each simulation walks one path down every game's tree in Python, then evaluates all the new leaves
 in a single call (a network over a batch, or random rollouts for pure MCTS), so the network runs
-once per simulation step for every game together instead of once per leaf.
+once per simulation step for every game together instead of once per leaf. Wins and losses found at
+the leaves are proved up the tree (MCTS-Solver, Winands et al. 2008): a proved move's value is exact,
+and the root never plays a move proved lost while another is not.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ Evaluator = Callable[[Sequence], tuple[np.ndarray, np.ndarray]]
 
 
 class Node:
-    __slots__ = ("state", "actions", "prior", "visits", "value_sum", "children", "expanded", "known")
+    __slots__ = ("state", "actions", "prior", "visits", "value_sum", "children", "expanded", "known", "solved")
 
     def __init__(self, state):
         self.state = state
@@ -35,6 +37,7 @@ class Node:
         self.visits = np.zeros(len(actions))
         self.value_sum = np.zeros(len(actions))
         self.children = [None] * len(actions)
+        self.solved = np.full(len(actions), np.nan)  # +1 / -1 where a child is proved lost / won; NaN: unproved
         self.expanded = True
 
 
@@ -49,14 +52,28 @@ def search(game: Game, states: Sequence, evaluate: Evaluator, simulations: int, 
     rng = rng or np.random.default_rng()
 
     def exact_value(node: Node) -> float | None:
-        """The result of a finished game, or +1 where the side to move wins at once (found without
-        the network, so that a few simulations never miss a one-move win or a needed block)."""
+        """The result of a finished game, +1 where the side to move wins at once, -1 where it cannot
+        win at once and must block two columns (found without the network, so that a few simulations
+        never miss a one-move win or a needed block), or a value proved by the children below."""
         outcome = game.outcome(node.state)
         if outcome is not None:
             return outcome
         if node.known is None:
-            node.known = 1.0 if game.winning_actions(node.state) else False
+            node.known = 1.0 if game.winning_actions(node.state) else (
+                -1.0 if len(game.threats(node.state)) > 1 else False)
         return None if node.known is False else node.known
+
+    def prove(node: Node, i: int) -> None:
+        """Won and lost proved upwards: one lost child wins the node, all children won lose it. (Draws are
+        not: against a fallible opponent a proved draw is worth less than a line the network likes.)"""
+        value = exact_value(node.children[i])
+        if value not in (-1.0, 1.0) or exact_value(node) is not None:
+            return
+        node.solved[i] = -value
+        if value == -1.0:
+            node.known = 1.0
+        elif (node.solved == -1.0).all():
+            node.known = -1.0
 
     roots = [Node(s) for s in states]
     priors, values = evaluate(states) if states else (np.zeros((0, game.num_actions)), np.zeros(0))
@@ -73,6 +90,7 @@ def search(game: Game, states: Sequence, evaluate: Evaluator, simulations: int, 
                 total = node.visits.sum()
                 q = np.divide(node.value_sum, node.visits, out=np.zeros_like(node.value_sum),
                               where=node.visits > 0)
+                q = np.where(np.isnan(node.solved), q, node.solved)
                 i = int(np.argmax(q + c_puct * node.prior * math.sqrt(total + 1) / (1 + node.visits)))
                 path.append((node, i))
                 child = node.children[i]
@@ -96,12 +114,17 @@ def search(game: Game, states: Sequence, evaluate: Evaluator, simulations: int, 
                 value = -value  # the parent's view of its child
                 node.visits[i] += 1
                 node.value_sum[i] += value
+                prove(node, i)
     counts = np.zeros((len(roots), game.num_actions), np.float32)
     searched = np.array(values, np.float32)
     for b, (row, root) in enumerate(zip(counts, roots)):
         if root.visits.any():
             row[root.actions] = root.visits
             searched[b] = root.value_sum.sum() / root.visits.sum()
+            solved = np.nan_to_num(root.solved, nan=0.0)  # an unproved move counts as even
+            if solved.max() == 1.0 or solved.min() == -1.0 < solved.max():  # a proved win, or losses to avoid
+                row[root.actions] = np.where(solved == solved.max(), np.maximum(root.visits, 1.0), 0.0)
+                searched[b] = 1.0 if solved.max() == 1.0 else searched[b]
         else:  # one simulation: the network's priors and value are all the search knows
             row[root.actions] = root.prior
     return counts, searched

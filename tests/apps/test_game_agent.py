@@ -82,6 +82,17 @@ def test_search_finds_the_win_and_the_block_with_few_simulations():
     assert np.argmax(counts[0]) == 0 and np.argmax(counts[1]) == 3
 
 
+def test_search_proves_a_double_threat_lost_without_the_network():
+    def blind(states):  # no knowledge at all: uniform priors, every position even
+        return np.ones((len(states), GAME.num_actions), np.float32), np.zeros(len(states), np.float32)
+
+    # X on columns 3 and 4 of the bottom row: unless O blocks at 2 or 5 now, X's third stone there
+    # leaves two winning columns open, one more than O can block.
+    threatened, lost = GAME.from_moves("374"), GAME.from_moves("37475")
+    counts, searched = mcts.search(GAME, [threatened, lost], blind, 200)
+    assert set(np.flatnonzero(counts[0])) == {1, 4} and searched[1] == -1.0
+
+
 def test_negamax_and_greedy_take_wins_and_blocks():
     for agent in (agents.GreedyAgent(GAME), agents.NegamaxAgent(GAME, 2), agents.NegamaxAgent(GAME, 4)):
         assert agent.choose([GAME.from_moves("121212"), GAME.from_moves("11223")]) == [0, 3], agent.name
