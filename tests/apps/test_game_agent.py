@@ -237,9 +237,11 @@ def test_solver_labels_and_accuracy_metrics(trained):
 def test_bench_spec_builds_its_config_and_bars():
     config = bench.BENCH.config(Config)
     assert config.negamax_depth == 4 and config.eval_games == 200 and config.ablation
-    bars = check_bars(bench.BENCH.bars, {"score_vs_negamax4": 0.95, "raw_accuracy": 0.8, "search_accuracy": 0.96,
+    bars = check_bars(bench.BENCH.bars, {"seeds_min_score_vs_negamax4": 0.95, "seeds_min_raw_accuracy": 0.8,
+                                         "seeds_min_search_accuracy": 0.96, "score_vs_negamax4": 0.95,
                                          "pure_mcts_score_vs_negamax4": 0.5})
     assert [b["met"] for b in bars] == [True, False, True, True]
+    assert bench.BENCH.seeds == (1, 2)  # every bar but the ablation is asked of seeds 0, 1 and 2
 
 
 @pytest.mark.slow
