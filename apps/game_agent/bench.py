@@ -1,4 +1,4 @@
-"""Game agent's bench: about an hour of self-play on CPU, then the issue's bars, for seeds 0, 1 and 2.
+"""Game agent's bench: for each of seeds 0, 1 and 2, about an hour of self-play on CPU, then the issue's bars.
 
 Score >= 0.90 against depth-4 negamax over 200 games (alternating who starts, shared random
 two-ply openings) with PUCT search at 800 simulations per move (AlphaZero's number; the moves/s
