@@ -12,6 +12,7 @@ from apps.speech_commands import synth
 from apps.spoken_translation import Config, Pipeline, audio, data, lm
 from apps.spoken_translation import model as model_lib
 from core import export as export_lib
+from core.data import decode_wav
 from core.testing import shared_dataset, smoke_fit
 
 
@@ -151,9 +152,12 @@ def test_streaming_transcript_equals_full_clip(trained):
     for wave, text in zip(waves, full):
         for seconds in (0.5, 0.27, 1.0):
             assert p.stream_waveform(wave, seconds) == text
-    # The WAV endpoint gives the same transcripts as the waveform path.
-    answers = p.endpoints["transcribe"](audio_wav_bytes=tf.constant(p.sample_inputs(4)))
-    assert [t.decode() for t in answers["transcript"].numpy()] == full
+    # The WAV endpoint gives the same transcripts as the waveform path on the samples the WAVs hold (16-bit
+    # rounding alone can flip a barely trained model's argmax, so both paths hear the same samples).
+    wavs = p.sample_inputs(4)
+    heard = [decode_wav(tf.constant(w))[0].numpy() for w in wavs]
+    answers = p.endpoints["transcribe"](audio_wav_bytes=tf.constant(wavs))
+    assert [t.decode() for t in answers["transcript"].numpy()] == p.transcribe_waveforms(heard)[0]
 
 
 def test_reports_show_the_alignment_and_held_out_clips(trained):
