@@ -60,6 +60,9 @@ def limit_batch(fn, limit: int):
     """`fn` (a tf.function with an input_signature) refusing, before any of its own work, a call whose
     batched inputs (first dimension left open) hold more than `limit` examples: the limit then holds
     wherever the export is served (TF Serving included), not only behind `catalogue serve`."""
+    if getattr(fn, "batch_limit", None) == limit:
+        return fn
+    fn = getattr(fn, "unlimited", fn)  # a different limit re-wraps the original, never the wrapper
     python_fn, specs = getattr(fn, "python_function", None), getattr(fn, "input_signature", None)
     if python_fn is None or specs is None:
         return fn
@@ -77,7 +80,9 @@ def limit_batch(fn, limit: int):
         with tf.control_dependencies(checks):
             return python_fn(*args, **kwargs)
 
-    return tf.function(checked, input_signature=specs)
+    limited = tf.function(checked, input_signature=specs)
+    limited.batch_limit, limited.unlimited = limit, fn
+    return limited
 
 
 def split_endpoints(endpoints: Mapping[str, object]) -> tuple[dict, dict]:

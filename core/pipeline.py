@@ -81,6 +81,7 @@ class Pipeline:
         self.strategy: tf.distribute.Strategy | None = None
         self._splits: Splits | None = None
         self._endpoints: dict | None = None
+        self._verified_export: tuple[Path, Any] | None = None  # (version folder, the model export() reloaded)
         # Schedules from cosine_learning_rate(); fit() feeds each the clock if budget_ends_schedule.
         self._budgeted_schedules: list[BudgetedCosine] = []
 
@@ -306,28 +307,45 @@ class Pipeline:
         if self._endpoints is None:
             self.require_model()
             self._endpoints = self.make_endpoints()
+        # The functions export() saves, request-size limit included (as set now): one trace serves both.
+        limit = export_lib.max_batch()
+        self._endpoints = {name: export_lib.limit_batch(fn, limit) for name, fn in self._endpoints.items()}
         return self._endpoints
 
     def predict(self, raw_inputs: Sequence[Any]) -> list[Any]:
-        """Readable answers for raw inputs, through the same graph the export serves."""
+        """Readable answers for raw inputs, through the same graph the export serves (in requests of at
+        most the export's batch limit)."""
         if isinstance(raw_inputs, (str, bytes)):
             raw_inputs = [raw_inputs]
-        outputs = self.endpoints["serving_default"](**self.encode_request(list(raw_inputs)))
-        return self.decode_response({k: v.numpy() for k, v in outputs.items()})
+        raw_inputs, limit = list(raw_inputs), export_lib.max_batch()
+        answers = []
+        for start in range(0, max(len(raw_inputs), 1), limit):
+            outputs = self.endpoints["serving_default"](**self.encode_request(raw_inputs[start:start + limit]))
+            answers.extend(self.decode_response({k: v.numpy() for k, v in outputs.items()}))
+        return answers
 
     def predict_exported(self, model_path: str | Path, raw_inputs: Sequence[Any]) -> list[Any]:
         """The same as predict(), answered by an exported SavedModel (version or model folder)."""
-        loaded = tf.saved_model.load(str(export_lib.resolve_saved_model(model_path)))
-        outputs = export_lib.call_signature(loaded, "serving_default", self.encode_request(list(raw_inputs)))
+        outputs = export_lib.call_signature(self.load_exported(model_path), "serving_default",
+                                            self.encode_request(list(raw_inputs)))
         return self.decode_response(outputs)
 
-    def check_export(self, path: Path, requests: Mapping[str, Mapping[str, Any]] | None = None) -> None:
-        """Reloads the SavedModel at `path` and compares every endpoint with the live model."""
+    def load_exported(self, model_path: str | Path):
+        """The SavedModel at `model_path` (version or model folder), loaded; for the version this pipeline
+        last exported, the copy export() reloaded to verify it (a second load would take seconds)."""
+        path = export_lib.resolve_saved_model(model_path).resolve()
+        if self._verified_export is not None and self._verified_export[0] == path:
+            return self._verified_export[1]
+        return tf.saved_model.load(str(path))
+
+    def check_export(self, path: Path, requests: Mapping[str, Mapping[str, Any]] | None = None):
+        """Reloads the SavedModel at `path`, compares every endpoint with the live model; -> the reloaded model."""
         loaded = tf.saved_model.load(str(path))
         for name, inputs in (requests or self.example_requests()).items():
             live = {k: v.numpy() for k, v in self.endpoints[name](**inputs).items()}
             exported = export_lib.call_signature(loaded, name, inputs)
             export_lib.assert_outputs_match(live, exported, context=f"{self.name}/{name}")
+        return loaded
 
     def export(self, out_dir: str | Path = "saved_models") -> Path:
         """Exports a new version to `out_dir/<name>/<version>/`, verified by reloading it."""
@@ -339,9 +357,13 @@ class Pipeline:
             "metrics": json.loads(metrics_path.read_text()) if metrics_path.exists() else {},
             "data": {**(self._splits.info if self._splits is not None else {}), "state": self.state},
         }
-        return export_lib.export_endpoints(
+        verified = []
+        final = export_lib.export_endpoints(
             out_dir, self.name, trackables=[model, *self.trackables()], endpoints=self.endpoints,
-            check=lambda path: self.check_export(path, requests), card=card, warmup_requests=requests)
+            check=lambda path: verified.append(self.check_export(path, requests)), card=card,
+            warmup_requests=requests)
+        self._verified_export = (final.resolve(), verified[0])
+        return final
 
     def export_hub(self, out_dir: str | Path = "saved_models") -> dict[str, Path]:
         """Publishes every encoder as a TF Hub module in `out_dir/hub/<app>/<encoder>/<version>/`.

@@ -31,7 +31,7 @@ def exported(request, tmp_path_factory):
     pipeline = cls(cls.config_class.preset("smoke"), workdir=root / "run")
     pipeline.model = pipeline.build_model()
     path = assert_export_roundtrip(pipeline, root / "models")
-    return pipeline, path, tf.saved_model.load(str(path))
+    return pipeline, path, pipeline.load_exported(path)
 
 
 def test_export_answers_like_the_live_model(exported):

@@ -126,7 +126,7 @@ def test_model_output_shapes():
 
 
 def test_ensemble_members_train_apart_resume_and_serve_as_one(tmp_path, monkeypatch):
-    config = Config.preset("smoke", members=2, epochs=1, crops_per_photo=16)
+    config = Config.preset("smoke", members=2, epochs=1, crops_per_photo=16, steps_per_epoch=4)
     first = Pipeline(config, tmp_path / "run")
     # An interrupted run: member 0 finished, the process died during member 1.
     real_fit = pipeline_lib._Member.fit
@@ -266,7 +266,7 @@ def test_hint_colours_the_photo_where_it_is(trained, exported):
     # The click changes its region far more than the opposite corner.
     assert np.abs(hinted[near] - plain[near]).mean() > 2 * np.abs(hinted[far] - plain[far]).mean()
     # The export answers the same, and refuses hints that do not match the images, naming them.
-    loaded = tf.saved_model.load(str(exported))
+    loaded = p.load_exported(exported)
     request = dict(p.encode_request(photo), hints=tf.constant(hint, tf.float32))
     exported = loaded.signatures["colorize_with_hints"](**request)["colorized_png_bytes"].numpy()
     assert p.decode_response({"colorized_png_bytes": exported}) == p.predict_with_hints(photo, hint)

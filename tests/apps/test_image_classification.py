@@ -50,7 +50,7 @@ def test_signatures_tpu_alias_and_any_image_size(trained, tmp_path):
     assert sigs["predict_images"]["inputs"] == ["images"]
     # The jit-compiled TPU alias is saved beside (not among) the serving signatures; it answers like
     # the bare model the bench times the endpoint against.
-    loaded = tf.saved_model.load(str(path))
+    loaded = p.load_exported(path)
     assert "classify_tpu" not in loaded.signatures
     bare, images = BENCH.bare_model(p, p.sample_inputs(2))
     assert tuple(images.shape) == (2, 16, 16, 3)

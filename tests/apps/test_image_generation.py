@@ -36,7 +36,7 @@ def trained(tmp_path_factory):
 def exported(trained, tmp_path_factory):
     pipeline = trained[0]
     path = pipeline.export(tmp_path_factory.mktemp("models"))
-    return pipeline, tf.saved_model.load(str(path)), path
+    return pipeline, pipeline.load_exported(path), path
 
 
 def png_pixels(answer) -> np.ndarray:
@@ -217,8 +217,7 @@ def test_bench_bars_read_the_metrics_evaluate_reports(trained):
     assert all(bar["value"] is not None and bar["target_value"] is not None for bar in checked), checked
 
 
-@pytest.fixture(scope="module")
-def unconditional(tmp_path_factory):
+def unconditional_fit(tmp_path_factory, **overrides):
     """The smoke preset, unconditional, on the digits written as a flat folder of PNGs (no class folders)."""
     from sklearn.datasets import load_digits
 
@@ -226,18 +225,21 @@ def unconditional(tmp_path_factory):
     for i, scan in enumerate(load_digits().images):
         grey = np.round(scan * (255.0 / 16.0)).astype(np.uint8)
         Image.fromarray(grey).convert("RGB").save(folder / f"{i:04d}.png")
-    # Without a class to steer it, the generator needs more steps than the conditional smoke run.
-    pipeline, result = smoke_fit(Pipeline, tmp_path_factory, conditional=False, data=str(folder), epochs=25,
-                                 judge_epochs=8)
+    pipeline, result = smoke_fit(Pipeline, tmp_path_factory, conditional=False, data=str(folder), **overrides)
     return pipeline, result, pipeline.evaluate()
 
 
-def test_unconditional_mode_learns_unlabeled_images_and_serves_the_empty_label(unconditional, tmp_path):
+@pytest.fixture(scope="module")
+def unconditional(tmp_path_factory):
+    # What the mode serves and draws needs no learning: a few epochs (learning: the slow test below).
+    return unconditional_fit(tmp_path_factory, epochs=3, judge_epochs=4)
+
+
+def test_unconditional_mode_serves_the_empty_label_and_refuses_others(unconditional, tmp_path):
     pipeline, result, scores = unconditional
     assert pipeline.state["class_names"] == [""]
     # The judge learnt its label-free task: which of 10 k-means clusters a held-out image falls in.
     assert result["phases"]["judge"]["val_accuracy"] > 0.5, result["phases"]
-    assert scores["kid"] < scores["baseline_kid"], scores
     assert not [k for k in scores if "class_accuracy" in k] and scores["nn_distance_median"] > 0, scores
     path = pipeline.export(tmp_path)
     answers = pipeline.predict_exported(path, [{"label": "", "seed": 3}, {"label": "", "seed": 4}])
@@ -248,6 +250,13 @@ def test_unconditional_mode_learns_unlabeled_images_and_serves_the_empty_label(u
     # Four rows of samples, not one row per class.
     height, _, _ = tf.io.decode_png((pipeline.workdir / "samples" / "epoch_001.png").read_bytes()).shape
     assert height == 4 * 49 - 1
+
+
+@pytest.mark.slow
+def test_unconditional_mode_learns_unlabeled_images(tmp_path_factory):
+    # Without a class to steer it, the generator needs more steps than the conditional smoke run.
+    _, _, scores = unconditional_fit(tmp_path_factory, epochs=25, judge_epochs=8)
+    assert scores["kid"] < scores["baseline_kid"], scores
 
 
 def test_a_conditional_model_needs_classes():

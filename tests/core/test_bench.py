@@ -47,7 +47,8 @@ def test_bench_one_app_end_to_end(tmp_path, monkeypatch):
     from apps.image_classification.bench import BENCH
 
     # The app's bench on its embedded smoke data: the real flowers need not be here.
-    spec = bench.BenchSpec(overrides=Config.PRESETS["smoke"], bars=BENCH.bars, bare_model=BENCH.bare_model,
+    spec = bench.BenchSpec(overrides=dict(Config.PRESETS["smoke"], epochs=3), bars=BENCH.bars,
+                           bare_model=BENCH.bare_model,
                            recipes={"transfer": lambda out_dir: pytest.fail("--quick skips the recipes")},
                            seeds=(1,), seed_metrics=("accuracy",))
     monkeypatch.setattr(bench, "spec_for", lambda name: spec)

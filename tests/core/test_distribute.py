@@ -72,7 +72,7 @@ def test_mixed_precision_trains_and_exports_float32(tmp_path):
     from apps.image_classification import Config, Pipeline
     from core.testing import assert_export_roundtrip
 
-    p = Pipeline(Config.preset("smoke", epochs=2, precision="mixed"), workdir=tmp_path / "work")
+    p = Pipeline(Config.preset("smoke", epochs=2, steps_per_epoch=4, precision="mixed"), workdir=tmp_path / "work")
     result = p.fit()
     # No GPU or TPU here: mixed precision means bfloat16 compute on the CPU.
     assert result["precision_policy"] == "mixed_bfloat16"

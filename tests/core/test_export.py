@@ -72,3 +72,28 @@ def test_exports_refuse_batches_over_the_limit_and_keep_input_defaults(tmp_path,
     monkeypatch.setenv(export_lib.MAX_BATCH_ENV, "0")
     with pytest.raises(ValueError, match="CATALOGUE_MAX_BATCH"):
         export_lib.export_endpoints(tmp_path, "scaled", trackables=[], endpoints={"serving_default": scale})
+
+
+def test_live_endpoints_are_the_limited_functions_the_export_saves(tmp_path, monkeypatch):
+    from apps.image_classification import Config, Pipeline
+
+    monkeypatch.setenv(export_lib.MAX_BATCH_ENV, "2")
+    p = Pipeline(Config.preset("smoke"), workdir=tmp_path / "run")
+    p.model = p.build_model()
+    serve = p.endpoints["serving_default"]
+    assert serve.batch_limit == 2 and export_lib.limit_batch(serve, 2) is serve
+    # Another limit wraps the app's own function again, not the limited one.
+    assert export_lib.limit_batch(serve, 5).unlimited is serve.unlimited
+    raw = p.sample_inputs(5)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"Input image_bytes holds.*5.*at most 2 per request"):
+        serve(**p.encode_request(raw))
+    # predict() sends the limit's worth at a time.
+    assert p.predict(raw) == p.predict(raw[:2]) + p.predict(raw[2:4]) + p.predict(raw[4:])
+    assert p.predict([]) == []
+    # The limit as set when exporting: the live functions follow it.
+    monkeypatch.setenv(export_lib.MAX_BATCH_ENV, "8")
+    assert p.endpoints["serving_default"].batch_limit == 8
+    # The model export() reloaded to verify the version is the one predict_exported() answers with.
+    path = p.export(tmp_path / "models")
+    assert p.load_exported(path) is p.load_exported(path.parent)
+    assert p.predict_exported(path, raw) == p.predict(raw)
