@@ -56,6 +56,15 @@ def max_batch() -> int:
     return value
 
 
+def exported_max_batch(version_dir: str | Path) -> int:
+    """The batch limit a version was exported with (its card's serving.json; versions exported before it
+    was recorded: this process's max_batch())."""
+    path = Path(version_dir) / CARD_DIR / "serving.json"
+    if not path.exists():
+        return max_batch()
+    return int(json.loads(path.read_text())["max_batch"])
+
+
 def limit_batch(fn, limit: int):
     """`fn` (a tf.function with an input_signature) refusing, before any of its own work, a call whose
     batched inputs (first dimension left open) hold more than `limit` examples: the limit then holds
@@ -83,6 +92,22 @@ def limit_batch(fn, limit: int):
     limited = tf.function(checked, input_signature=specs)
     limited.batch_limit, limited.unlimited = limit, fn
     return limited
+
+
+def trim_requests(endpoints: Mapping[str, object], requests: Mapping[str, Mapping[str, object]],
+                  limit: int) -> dict[str, dict[str, object]]:
+    """Example requests cut to the first `limit` examples of each batched input (first dimension open in
+    the endpoint's input_signature), so export checks and warmup records pass a small batch limit."""
+    trimmed = {}
+    for name, inputs in requests.items():
+        fn = getattr(endpoints.get(name), "unlimited", endpoints.get(name))
+        python_fn, specs = getattr(fn, "python_function", None), getattr(fn, "input_signature", None)
+        batched = set()
+        if python_fn is not None and specs is not None:
+            batched = {n for n, spec in zip(inspect.signature(python_fn).parameters, specs)
+                       if spec.shape.rank and spec.shape[0] is None}
+        trimmed[name] = {k: v[:limit] if k in batched else v for k, v in inputs.items()}
+    return trimmed
 
 
 def split_endpoints(endpoints: Mapping[str, object]) -> tuple[dict, dict]:
@@ -175,7 +200,8 @@ def export_endpoints(out_dir: str | Path, app: str, *, trackables: list,
             options = tf.saved_model.SaveOptions(function_aliases=dict(tpu_aliases))
         target = tmp / "model"
         archive.write_out(str(target), options=options, verbose=False)
-        for name, content in (card or {}).items():
+        # The batch limit travels with the version: clients (predict_exported) split long requests by it.
+        for name, content in {**(card or {}), "serving": {"max_batch": limit}}.items():
             (target / CARD_DIR).mkdir(exist_ok=True)
             (target / CARD_DIR / f"{name}.json").write_text(
                 json.dumps(content, indent=2, sort_keys=True, default=str) + "\n")

@@ -315,20 +315,26 @@ class Pipeline:
     def predict(self, raw_inputs: Sequence[Any]) -> list[Any]:
         """Readable answers for raw inputs, through the same graph the export serves (in requests of at
         most the export's batch limit)."""
-        if isinstance(raw_inputs, (str, bytes)):
-            raw_inputs = [raw_inputs]
-        raw_inputs, limit = list(raw_inputs), export_lib.max_batch()
-        answers = []
-        for start in range(0, max(len(raw_inputs), 1), limit):
-            outputs = self.endpoints["serving_default"](**self.encode_request(raw_inputs[start:start + limit]))
-            answers.extend(self.decode_response({k: v.numpy() for k, v in outputs.items()}))
-        return answers
+        serve = self.endpoints["serving_default"]
+        return self._answer(lambda request: {k: v.numpy() for k, v in serve(**request).items()},
+                            raw_inputs, export_lib.max_batch())
 
     def predict_exported(self, model_path: str | Path, raw_inputs: Sequence[Any]) -> list[Any]:
-        """The same as predict(), answered by an exported SavedModel (version or model folder)."""
-        outputs = export_lib.call_signature(self.load_exported(model_path), "serving_default",
-                                            self.encode_request(list(raw_inputs)))
-        return self.decode_response(outputs)
+        """The same as predict(), answered by an exported SavedModel (version or model folder), in requests
+        of at most the batch limit that version was exported with."""
+        path = export_lib.resolve_saved_model(model_path)
+        loaded = self.load_exported(path)
+        return self._answer(lambda request: export_lib.call_signature(loaded, "serving_default", request),
+                            raw_inputs, export_lib.exported_max_batch(path))
+
+    def _answer(self, call, raw_inputs, limit: int) -> list[Any]:
+        """Encodes raw inputs (one, or a sequence) in requests of at most `limit`, decodes call()'s outputs."""
+        if isinstance(raw_inputs, (str, bytes)):
+            raw_inputs = [raw_inputs]
+        raw_inputs, answers = list(raw_inputs), []
+        for start in range(0, max(len(raw_inputs), 1), limit):
+            answers.extend(self.decode_response(call(self.encode_request(raw_inputs[start:start + limit]))))
+        return answers
 
     def load_exported(self, model_path: str | Path):
         """The SavedModel at `model_path` (version or model folder), loaded; for the version this pipeline
@@ -350,7 +356,7 @@ class Pipeline:
     def export(self, out_dir: str | Path = "saved_models") -> Path:
         """Exports a new version to `out_dir/<name>/<version>/`, verified by reloading it."""
         model = self.require_model()
-        requests = self.example_requests()
+        requests = export_lib.trim_requests(self.endpoints, self.example_requests(), export_lib.max_batch())
         metrics_path = self.workdir / "metrics.json"
         card = {
             "config": self.config.to_dict(),

@@ -90,10 +90,12 @@ def test_live_endpoints_are_the_limited_functions_the_export_saves(tmp_path, mon
     # predict() sends the limit's worth at a time.
     assert p.predict(raw) == p.predict(raw[:2]) + p.predict(raw[2:4]) + p.predict(raw[4:])
     assert p.predict([]) == []
-    # The limit as set when exporting: the live functions follow it.
-    monkeypatch.setenv(export_lib.MAX_BATCH_ENV, "8")
-    assert p.endpoints["serving_default"].batch_limit == 8
     # The model export() reloaded to verify the version is the one predict_exported() answers with.
     path = p.export(tmp_path / "models")
     assert p.load_exported(path) is p.load_exported(path.parent)
+    assert export_lib.exported_max_batch(path) == 2
+    # The live functions follow the limit as set now; predict_exported() the one the version was saved with.
+    monkeypatch.setenv(export_lib.MAX_BATCH_ENV, "8")
+    assert p.endpoints["serving_default"].batch_limit == 8
     assert p.predict_exported(path, raw) == p.predict(raw)
+    assert p.predict_exported(path, raw[0]) == p.predict(raw[:1])
