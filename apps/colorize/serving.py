@@ -69,10 +69,14 @@ def make_ab_predictor(model, centers: np.ndarray, temperature: float, saturation
         log_probs = tf.reduce_mean(tf.nn.log_softmax(outputs), axis=-2)
         ab = color.annealed_mean(log_probs, centers, temperature)
         # A mean of the plausible colours is paler than each of them; a clicked cell keeps its click.
-        hinted = tf.image.resize(hints[..., 2:], tf.shape(ab)[1:3], method="area") > 0
-        return tf.where(hinted, ab, ab * saturation)
+        return tf.where(clicked_cells(hints, tf.shape(ab)[1:3]), ab, ab * saturation)
 
     return predict_ab
+
+
+def clicked_cells(hints: tf.Tensor, size) -> tf.Tensor:
+    """Hint maps [N, S, S, 3] -> bool [N, h, w, 1]: the cells of an (h, w) output grid holding a click."""
+    return tf.image.resize(hints[..., 2:], size, method="area") > 0
 
 
 def make_colorizer(model, image_size: int, centers: np.ndarray, temperature: float, saturation: float = 1.0):
@@ -93,8 +97,8 @@ def recombine(rgb: tf.Tensor, ab: tf.Tensor, hints: tf.Tensor | None = None) -> 
     lightness, size = color.lightness(rgb), tf.shape(rgb)[1:3]
     fade = tf.clip_by_value((100.0 - lightness) / (100.0 - FADE_LIGHTNESS), 0.0, 1.0)
     if hints is not None:
-        hinted = tf.image.resize(hints[..., 2:], tf.shape(ab)[1:3], method="area") > 0
-        fade = tf.where(tf.image.resize(tf.cast(hinted, tf.float32), size, method="nearest") > 0, 1.0, fade)
+        clicked = tf.cast(clicked_cells(hints, tf.shape(ab)[1:3]), tf.float32)
+        fade = tf.where(tf.image.resize(clicked, size, method="nearest") > 0, 1.0, fade)
     ab = tf.image.resize(ab, size, method="bilinear") * fade
     return color.lab_to_rgb(tf.concat([lightness, ab], axis=-1))
 
