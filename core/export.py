@@ -65,6 +65,16 @@ def exported_max_batch(version_dir: str | Path) -> int:
     return int(json.loads(path.read_text())["max_batch"])
 
 
+def batched_inputs(fn) -> list[str]:
+    """Names of the inputs whose first dimension `fn`'s input_signature leaves open (the batch); [] for
+    anything that is not a tf.function with an input_signature."""
+    python_fn, specs = getattr(fn, "python_function", None), getattr(fn, "input_signature", None)
+    if python_fn is None or specs is None:
+        return []
+    return [n for n, spec in zip(inspect.signature(python_fn).parameters, specs)
+            if spec.shape.rank and spec.shape[0] is None]
+
+
 def limit_batch(fn, limit: int):
     """`fn` (a tf.function with an input_signature) refusing, before any of its own work, a call whose
     batched inputs (first dimension left open) hold more than `limit` examples: the limit then holds
@@ -72,13 +82,10 @@ def limit_batch(fn, limit: int):
     if getattr(fn, "batch_limit", None) == limit:
         return fn
     fn = getattr(fn, "unlimited", fn)  # a different limit re-wraps the original, never the wrapper
-    python_fn, specs = getattr(fn, "python_function", None), getattr(fn, "input_signature", None)
-    if python_fn is None or specs is None:
-        return fn
-    names = list(inspect.signature(python_fn).parameters)
-    batched = [n for n, spec in zip(names, specs) if spec.shape.rank and spec.shape[0] is None]
+    batched = batched_inputs(fn)
     if not batched:
         return fn
+    python_fn, specs = fn.python_function, fn.input_signature
 
     @functools.wraps(python_fn)
     def checked(*args, **kwargs):
@@ -100,12 +107,7 @@ def trim_requests(endpoints: Mapping[str, object], requests: Mapping[str, Mappin
     the endpoint's input_signature), so export checks and warmup records pass a small batch limit."""
     trimmed = {}
     for name, inputs in requests.items():
-        fn = getattr(endpoints.get(name), "unlimited", endpoints.get(name))
-        python_fn, specs = getattr(fn, "python_function", None), getattr(fn, "input_signature", None)
-        batched = set()
-        if python_fn is not None and specs is not None:
-            batched = {n for n, spec in zip(inspect.signature(python_fn).parameters, specs)
-                       if spec.shape.rank and spec.shape[0] is None}
+        batched = batched_inputs(endpoints.get(name))
         trimmed[name] = {k: v[:limit] if k in batched else v for k, v in inputs.items()}
     return trimmed
 
