@@ -51,6 +51,16 @@ def update_json(path: Path, **entries) -> dict:
     return data
 
 
+def build_for_training(model: keras.Model, train: tf.data.Dataset) -> None:
+    """Creates the optimizer's slots and the compiled metrics' and losses' state before fit: when the
+    first trace of the train step creates variables, TensorFlow traces it a second time (Keras builds
+    them beforehand only under a strategy scope, not with the default strategy)."""
+    if not model.built or not model.trainable_variables:
+        return
+    with model.distribute_strategy.scope():
+        model._symbolic_build(data_batch=train.element_spec)  # the specs' shapes and dtypes suffice
+
+
 def fit_model(model: keras.Model, train: tf.data.Dataset, val: tf.data.Dataset | None, *, config,
               workdir: Path, monitor: str = "val_loss", mode: str = "min",
               extra_callbacks: list | None = None, steps_per_epoch: int | None = None,
@@ -68,6 +78,7 @@ def fit_model(model: keras.Model, train: tf.data.Dataset, val: tf.data.Dataset |
         batch_size=batch_size, write_files=chief) + list(extra_callbacks or [])
     if val is not None:
         val = with_known_length(val)
+    build_for_training(model, train)
     start = time.monotonic()
     history = model.fit(train, validation_data=val, epochs=config.epochs, initial_epoch=initial_epoch,
                         steps_per_epoch=steps_per_epoch or None, callbacks=cbs, verbose=config.verbose,

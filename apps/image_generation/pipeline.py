@@ -15,6 +15,7 @@ import tensorflow as tf
 from apps.image_generation import data, metrics, pictures, serving
 from apps.image_generation import model as model_lib
 from apps.image_generation.config import Config
+from core import training
 from core.data import batched
 from core.distribute import is_chief
 from core.pipeline import Phase
@@ -84,6 +85,7 @@ class Pipeline(BasePipeline):
         train = batched(train_split, self.global_batch_size, shuffle=True, seed=cfg.seed)
         val = batched(val_split, self.global_batch_size)
         stop = keras.callbacks.EarlyStopping("val_accuracy", mode="max", patience=3, restore_best_weights=True)
+        training.build_for_training(judge, train)
         history = judge.fit(train, validation_data=val, epochs=cfg.judge_epochs, callbacks=[stop],
                             verbose=2 if cfg.verbose else 0)
         judge.trainable = False

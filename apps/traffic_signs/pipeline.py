@@ -19,6 +19,7 @@ from apps.traffic_signs import metrics as metrics_lib
 from apps.traffic_signs import model as model_lib
 from apps.traffic_signs.config import Config
 from apps.traffic_signs.scenes import CropSet, SceneSet
+from core import training
 from core.data import read_bytes
 from core.pipeline import Phase
 from core.pipeline import Pipeline as BasePipeline
@@ -120,9 +121,10 @@ class Pipeline(BasePipeline):
                          loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
                          metrics=["accuracy"])
         val = self._crop_batches(splits.crops["val"], train=False) if len(splits.crops["val"]) else None
+        train = self._crop_batches(splits.crops["train"], train=True).prefetch(tf.data.AUTOTUNE)
+        training.build_for_training(classify, train)
         start = time.monotonic()
-        history = classify.fit(self._crop_batches(splits.crops["train"], train=True).prefetch(tf.data.AUTOTUNE),
-                               validation_data=val, epochs=cfg.classifier_epochs, verbose=cfg.verbose)
+        history = classify.fit(train, validation_data=val, epochs=cfg.classifier_epochs, verbose=cfg.verbose)
         result = {"classifier_epochs": cfg.classifier_epochs, "seconds": time.monotonic() - start,
                   **{k: float(v[-1]) for k, v in history.history.items()}}
         print(f"[{self.name}] classifier phase: {json.dumps(result)}", flush=True)

@@ -86,12 +86,17 @@ class Scheduler:
         self.executor, self.workers = executor, workers
         self.max_queue, self.request_timeout_s = max_queue, request_timeout_s
         self._pending = 0  # admitted and not finished: running or waiting for a thread
+        self._running = 0  # on a worker thread now
         self._lock = threading.Lock()
         self.cancelled = 0  # predictions whose TF work was cancelled (deadline or departed client)
 
     @property
     def pending(self) -> int:
         return self._pending
+
+    @property
+    def running(self) -> int:
+        return self._running
 
     def deadline(self, client_timeout_s: float | None = None) -> float:
         """The monotonic time a request must be answered by: the client's timeout, at most the server's."""
@@ -154,12 +159,15 @@ class Scheduler:
         with self._lock:
             self._pending -= 1
 
-    @staticmethod
-    def _work(manager, deadline: float, fn, *args):
+    def _work(self, manager, deadline: float, fn, *args):
         if time.monotonic() >= deadline:
             raise ServingError("DEADLINE_EXCEEDED", "Deadline exceeded while waiting for a free worker")
         _local.manager = manager
+        with self._lock:
+            self._running += 1
         try:
             return fn(*args)
         finally:
+            with self._lock:
+                self._running -= 1
             _local.manager = None

@@ -513,7 +513,7 @@ def test_a_departed_client_s_work_is_cancelled(served):
     cancelled = server.scheduler.cancelled
     with _connect(server) as sock:
         sock.sendall(_raw_request(json.dumps(_slow(10 ** 8)).encode()))
-        _wait(lambda: server.scheduler.pending == 1)
+        _wait(lambda: server.scheduler.running == 1)  # on a thread: its TF work is what gets cancelled
     _wait(lambda: server.scheduler.pending == 0, timeout=5)
     assert server.scheduler.cancelled == cancelled + 1
 
