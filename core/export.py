@@ -193,13 +193,14 @@ def export_endpoints(out_dir: str | Path, app: str, *, trackables: list,
                 # Handing SavedModel the tf.function itself records tensor defaults in the
                 # SignatureDef (PlaceholderWithDefault inputs), so TF Serving clients may omit them.
                 archive._endpoint_signatures[name] = fn.input_signature
-        options = None
         if tpu_aliases:
             # Aliases must name functions saved on the root object; ExportArchive keeps no public
             # handle on it, and adding them as endpoints would make them serving signatures.
             for name, fn in tpu_aliases.items():
                 setattr(archive._tf_trackable, name, fn)
-            options = tf.saved_model.SaveOptions(function_aliases=dict(tpu_aliases))
+        # Serving takes no gradients: tracing the gradient of every custom-gradient op would add seconds.
+        options = tf.saved_model.SaveOptions(function_aliases=dict(tpu_aliases) or None,
+                                             experimental_custom_gradients=False)
         target = tmp / "model"
         archive.write_out(str(target), options=options, verbose=False)
         # The batch limit travels with the version: clients (predict_exported) split long requests by it.

@@ -235,16 +235,18 @@ def test_saturation_scales_the_guessed_colours_and_keeps_the_clicked_one(trained
     np.testing.assert_array_equal(vivid[clicked], plain[clicked])
 
 
-def test_recombine_fades_colour_towards_white_except_where_clicked():
-    # Columns of lightness 50, 85 and 99 (8 pixels each), one ab guess for all: chroma full, halved, faded.
-    lab = np.zeros([1, 8, 24, 3], np.float32)
-    lab[..., 0] = np.repeat([50.0, 85.0, 99.0], 8)
+def test_recombine_fades_colour_towards_white_and_black_except_where_clicked():
+    # Columns of lightness 50, 85, 99 and 10 (8 pixels each), one ab guess for all: chroma full, faded
+    # towards white (halved, nearly none) and towards black (halved).
+    levels = np.array([50.0, 85.0, 99.0, 10.0])
+    lab = np.zeros([1, 8, 32, 3], np.float32)
+    lab[..., 0] = np.repeat(levels, 8)
     rgb = color.lab_to_rgb(tf.constant(lab))
-    ab = tf.fill([1, 4, 12, 2], 10.0)  # inside sRGB's gamut at every one of those lightnesses
+    ab = tf.fill([1, 4, 16, 2], 10.0)  # inside sRGB's gamut at every one of those lightnesses
     chroma = np.linalg.norm(color.rgb_to_lab(serving.recombine(rgb, ab)).numpy()[0, 4, :, 1:], axis=-1)
-    fade = (100.0 - np.array([50.0, 85.0, 99.0])) / (100.0 - serving.FADE_LIGHTNESS)
-    np.testing.assert_allclose(chroma[[2, 10, 21]], np.hypot(10.0, 10.0) * np.minimum(fade, 1.0), atol=0.5)
-    hints = np.zeros([1, 8, 24, 3], np.float32)
+    fade = np.minimum((100.0 - levels) / (100.0 - serving.FADE_LIGHTNESS), levels / serving.DARK_FADE_LIGHTNESS)
+    np.testing.assert_allclose(chroma[[2, 10, 21, 28]], np.hypot(10.0, 10.0) * np.minimum(fade, 1.0), atol=0.5)
+    hints = np.zeros([1, 8, 32, 3], np.float32)
     hints[0, 4, 10] = [10.0, 10.0, 1.0]  # a click on the light column keeps its full colour there
     clicked = color.rgb_to_lab(serving.recombine(rgb, ab, tf.constant(hints))).numpy()[0, 4, 10, 1:]
     np.testing.assert_allclose(clicked, [10.0, 10.0], atol=0.5)

@@ -229,6 +229,7 @@ def test_multi30k_bench_beats_keras_io_shape(tmp_path):
     assert all(bar["met"] for bar in check_bars(bench.BENCH.bars, metrics)), metrics
 
 
+@pytest.mark.slow  # trains ours and the keras.io anchor: the bench's plumbing, 50 s
 def test_bench_cosine_ends_with_the_budget_and_anchor_trains_beside_ours(tmp_path):
     """Two behaviours of the bench in one smoke fit: its cosine ends with the time budget, so a run stopped
     by a few seconds of budget long before its 60 epochs finishes at a learning rate near zero; and the

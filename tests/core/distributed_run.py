@@ -21,8 +21,8 @@ def main(app, mode, workdir, result_path, export_dir=None):
     cls = registry.apps()[app]
     # The same global batch and learning rate in every mode, so the runs are comparable.
     base = cls.config_class.preset("smoke", verbose=0, scale_lr_with_replicas=False)
-    # Three epochs tell whether the two curves agree; the multi-worker run trains the preset's, for accuracy.
-    overrides = {"seed": 1} if mode == "multiworker" else {"seed": 1, "epochs": min(base.epochs, 3)}
+    # Two epochs tell whether the two curves agree; the multi-worker run trains the preset's, for accuracy.
+    overrides = {"seed": 1} if mode == "multiworker" else {"seed": 1, "epochs": min(base.epochs, 2)}
     if "augment" in base.field_names():
         overrides["augment"] = False
     if mode == "mirrored":

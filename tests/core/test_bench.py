@@ -88,6 +88,7 @@ def test_seed_summary_and_the_bars_of_one_run():
     assert bench.one_run_bars(bars) == [("acc", ">=", 0.75), ("z", "<=", 2.5)]
 
 
+@pytest.mark.slow  # a second bench run end to end (test_bench_one_app_end_to_end is the fast one)
 def test_bench_trains_the_other_seeds_each_in_its_own_run(tmp_path, monkeypatch):
     from apps.image_classification import Config
 
