@@ -55,8 +55,8 @@ def build_for_training(model: keras.Model, train: tf.data.Dataset) -> None:
     """Creates the optimizer's slots and the compiled metrics' and losses' state before fit: when the
     first trace of the train step creates variables, TensorFlow traces it a second time (Keras builds
     them beforehand only under a strategy scope, not with the default strategy)."""
-    if not model.built or not model.trainable_variables:
-        return
+    if not model.built or not model.trainable_variables or not hasattr(model, "_symbolic_build"):
+        return  # Keras's own build step (private; the deferred build is only slower without it)
     with model.distribute_strategy.scope():
         model._symbolic_build(data_batch=train.element_spec)  # the specs' shapes and dtypes suffice
 
