@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -30,6 +31,14 @@ TPU_ALIAS_SUFFIX = "_tpu"
 WARMUP_FILE = "tf_serving_warmup_requests"
 DEFAULT_MAX_BATCH = 1024
 MAX_BATCH_ENV = "CATALOGUE_MAX_BATCH"
+
+
+def _not_unsaved_gradient_warning(record: logging.LogRecord) -> bool:
+    # Exports leave custom gradients out on purpose (serving takes none): loading one warns once per function.
+    return "with ops with unsaved custom gradients" not in record.getMessage()
+
+
+logging.getLogger("absl").addFilter(_not_unsaved_gradient_warning)
 
 
 class TpuAlias:

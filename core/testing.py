@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -10,6 +11,8 @@ import tensorflow as tf
 
 from core import export as export_lib
 from core.data import data_root
+
+HALF = (tf.float16.as_datatype_enum, tf.bfloat16.as_datatype_enum)
 
 
 def shared_dataset(name: str) -> Path:
@@ -49,6 +52,97 @@ def assert_export_roundtrip(pipeline, out_dir: str | Path) -> Path:
     assert pipeline.predict_exported(path, raw) == pipeline.predict(raw)
     assert_empty_request_answers_empty(loaded)
     return path
+
+
+class Exported(NamedTuple):
+    pipeline: object
+    path: Path
+    loaded: object
+
+
+def export_checked(pipeline, out_dir: str | Path) -> Exported:
+    """An app test module's exported fixture: assert_export_roundtrip, with the copy export() reloaded."""
+    path = assert_export_roundtrip(pipeline, out_dir)
+    return Exported(pipeline, path, pipeline.load_exported(path))
+
+
+class AppContract:
+    """The contract every registered app keeps. Each app's test module runs it on its own trained smoke
+    model, exported once by the module's `exported` fixture (an `Exported`), with
+    `class TestContract(AppContract)`; tests/test_contract.py checks that none is missing.
+
+    The export reloads and answers like the live model on every signature, predict() and the export
+    agree on raw inputs, every signature answers an empty request (assert_export_roundtrip, in the
+    fixture); corrupt and empty encoded inputs and invalid UTF-8 text are refused naming the input;
+    from_workdir answers the same; the signature defs read as TF Serving's metadata protos with float32
+    (not half) outputs; the warmup records TF Serving replays at load answer.
+    """
+
+    def test_export_is_a_servable_version(self, exported):
+        assert set(exported.pipeline.example_requests()) <= set(exported.loaded.signatures)
+        assert exported.path.name.isdigit() and (exported.path.parent.parent / "models.config").exists()
+
+    def test_encoded_inputs_refuse_corrupt_and_empty_bytes_naming_the_input(self, exported):
+        pipeline, _, loaded = exported
+        specs = loaded.signatures["serving_default"].structured_input_signature[1]
+        encoded = [name for name in specs if name.endswith("_bytes")]
+        if not encoded:
+            pytest.skip(f"{pipeline.name} takes text, not encoded media")
+        request = pipeline.example_requests()["serving_default"]
+        for name in encoded:
+            # Binary garbage too: the message must stay printable whatever the bytes.
+            for bad in (b"this is not a media file", b"", b"\xff\xfe\x00\x81 binary garbage"):
+                inputs = dict(request)
+                inputs[name] = tf.constant([bad] * int(tf.shape(request[name])[0]))
+                with pytest.raises(tf.errors.InvalidArgumentError, match=name):
+                    export_lib.call_signature(loaded, "serving_default", inputs)
+
+    def test_text_inputs_refuse_invalid_utf8_naming_the_input(self, exported):
+        # Tokenizers would turn the bad bytes into made-up words: every text input is checked in the graph.
+        pipeline, _, loaded = exported
+        checked = []
+        for signature, request in pipeline.example_requests().items():
+            for name, spec in loaded.signatures[signature].structured_input_signature[1].items():
+                if spec.dtype != tf.string or name.endswith("_bytes"):
+                    continue
+                inputs = dict(request)
+                inputs[name] = tf.constant([b"caf\xe9 \xff"] * int(tf.shape(request[name])[0]))  # Latin-1
+                with pytest.raises(tf.errors.InvalidArgumentError, match=f"Invalid {name}: expected UTF-8 text"):
+                    export_lib.call_signature(loaded, signature, inputs)
+                checked.append(f"{signature}/{name}")
+        if not checked:
+            pytest.skip(f"{pipeline.name} has no text inputs")
+
+    def test_from_workdir_gives_the_same_answers(self, exported):
+        pipeline = exported.pipeline
+        pipeline.save()
+        raw = pipeline.sample_inputs(2)
+        assert type(pipeline).from_workdir(pipeline.workdir).predict(raw) == pipeline.predict(raw)
+
+    def test_signature_defs_read_as_serving_metadata_with_float32_outputs(self, exported):
+        from tensorflow.core.protobuf import saved_model_pb2
+        from tensorflow_serving.apis import get_model_metadata_pb2
+
+        proto = saved_model_pb2.SavedModel.FromString((exported.path / "saved_model.pb").read_bytes())
+        signature_map = get_model_metadata_pb2.SignatureDefMap()
+        for key, signature in proto.meta_graphs[0].signature_def.items():
+            signature_map.signature_def[key].CopyFrom(signature)
+        parsed = get_model_metadata_pb2.SignatureDefMap.FromString(signature_map.SerializeToString())
+        assert "serving_default" in parsed.signature_def
+        for key, signature in parsed.signature_def.items():
+            if key.startswith("__"):
+                continue
+            assert signature.inputs and signature.outputs, key
+            assert all(t.dtype not in HALF for t in signature.outputs.values()), key
+
+    def test_warmup_records_cover_every_signature_and_answer(self, exported):
+        pipeline, path, loaded = exported
+        records = export_lib.read_warmup_requests(path)
+        assert sorted(s for s, _ in records) == sorted(pipeline.example_requests())
+        for signature, inputs in records:
+            outputs = export_lib.call_signature(loaded, signature, inputs)
+            rows = {int(np.shape(v)[0]) for v in inputs.values() if np.ndim(v)}
+            assert all(np.shape(v)[0] in rows for v in outputs.values() if np.ndim(v)), signature
 
 
 def assert_empty_request_answers_empty(loaded) -> None:

@@ -6,10 +6,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # module's trained fixture is built once. Workers take files in collection order (xdist's own order is by
 # number of tests), so the files that train several models go first: the run cannot end before its
 # heaviest file does, which matters most with many workers.
-HEAVIEST_FIRST = ("test_contract.py", "test_image_generation.py", "test_colorize.py", "test_traffic_signs.py",
-                  "test_translation.py", "test_image_classification.py", "test_serving_ui.py",
-                  "test_spoken_translation.py", "test_distribute.py", "test_captioning.py", "test_bench.py",
-                  "test_text_generation.py", "test_cli.py", "test_speech_commands.py")
+HEAVIEST_FIRST = ("test_traffic_signs.py", "test_image_generation.py", "test_colorize.py",
+                  "test_image_classification.py", "test_translation.py", "test_serving_ui.py",
+                  "test_spoken_translation.py", "test_distribute.py", "test_captioning.py", "test_text_generation.py",
+                  "test_bench.py", "test_speech_commands.py", "test_cli.py")
 
 
 def pytest_collection_modifyitems(session, config, items):

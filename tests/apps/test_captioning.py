@@ -11,7 +11,14 @@ import tensorflow as tf
 
 from apps.captioning import Config, Pipeline, bench, data, scenes, text
 from core import hub
-from core.testing import assert_export_roundtrip, make_hub_module, shared_dataset, smoke_fit
+from core.testing import (
+    AppContract,
+    assert_export_roundtrip,
+    export_checked,
+    make_hub_module,
+    shared_dataset,
+    smoke_fit,
+)
 
 
 @pytest.fixture(scope="module")
@@ -246,3 +253,12 @@ def test_bench_bare_model_is_serving_default_without_bytes_and_strings(trained):
     assert [c.decode("utf-8") for c in p.caption_decoder().detokenize(tokens).numpy()] == p.predict(raw)
     rows = bench.BENCH.examples(p, 3)
     assert [r["greedy"] for r in rows] == p.predict(raw) and all(r["reference"] for r in rows)
+
+
+@pytest.fixture(scope="module")
+def exported(trained, tmp_path_factory):
+    return export_checked(trained[0], tmp_path_factory.mktemp("exports"))
+
+
+class TestContract(AppContract):
+    """The catalogue's export contract on the trained smoke model (core.testing.AppContract)."""

@@ -16,7 +16,7 @@ from apps.colorize.bench import BENCH
 from apps.colorize.model import build_model
 from apps.colorize.pipeline import pick_decoding
 from core.bench import check_bars, one_run_bars
-from core.testing import shared_dataset, signature_names, smoke_fit
+from core.testing import AppContract, export_checked, shared_dataset, signature_names, smoke_fit
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def trained(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def exported(trained, tmp_path_factory):
-    return trained[0].export(tmp_path_factory.mktemp("exports"))
+    return export_checked(trained[0], tmp_path_factory.mktemp("exports"))
 
 
 def test_lab_conversion_matches_skimage():
@@ -283,10 +283,10 @@ def test_hint_colours_the_photo_where_it_is(trained, exported):
     # The click changes its region far more than the opposite corner.
     assert np.abs(hinted[near] - plain[near]).mean() > 2 * np.abs(hinted[far] - plain[far]).mean()
     # The export answers the same, and refuses hints that do not match the images, naming them.
-    loaded = p.load_exported(exported)
+    loaded = exported.loaded
     request = dict(p.encode_request(photo), hints=tf.constant(hint, tf.float32))
-    exported = loaded.signatures["colorize_with_hints"](**request)["colorized_png_bytes"].numpy()
-    assert p.decode_response({"colorized_png_bytes": exported}) == p.predict_with_hints(photo, hint)
+    answer = loaded.signatures["colorize_with_hints"](**request)["colorized_png_bytes"].numpy()
+    assert p.decode_response({"colorized_png_bytes": answer}) == p.predict_with_hints(photo, hint)
     with pytest.raises(tf.errors.InvalidArgumentError, match="hints"):
         loaded.signatures["colorize_with_hints"](image_bytes=request["image_bytes"], hints=tf.zeros([2, 1, 4]))
 
@@ -297,7 +297,7 @@ def _decode_answer(answer):
 
 def test_export_keeps_input_size_and_lightness(trained, exported):
     p, _ = trained
-    path = exported
+    path = exported.path
     sigs = signature_names(path)
     assert sigs["serving_default"] == {"inputs": ["image_bytes"], "outputs": ["colorized_png_bytes"]}
     assert sigs["colorize_images"] == {"inputs": ["images"], "outputs": ["colorized_images"]}
@@ -355,3 +355,7 @@ def test_flowers_quality_beats_grayscale(tmp_path):
     p.fit()
     bars = check_bars(one_run_bars(BENCH.bars), p.evaluate())
     assert all(bar["met"] for bar in bars), bars
+
+
+class TestContract(AppContract):
+    """The catalogue's export contract on the trained smoke model (core.testing.AppContract)."""

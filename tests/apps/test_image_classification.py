@@ -14,7 +14,15 @@ from apps.image_classification import Config, Pipeline
 from apps.image_classification.bench import BENCH
 from core import hub
 from core.schedules import BudgetedCosine
-from core.testing import assert_export_roundtrip, make_hub_module, shared_dataset, signature_names, smoke_fit
+from core.testing import (
+    AppContract,
+    assert_export_roundtrip,
+    export_checked,
+    make_hub_module,
+    shared_dataset,
+    signature_names,
+    smoke_fit,
+)
 
 
 @pytest.fixture(scope="module")
@@ -42,15 +50,13 @@ def test_smoke_fit_learns(trained):
     assert json.loads((p.workdir / "metrics.json").read_text())["test"]["accuracy"] == metrics["accuracy"]
 
 
-def test_signatures_tpu_alias_and_any_image_size(trained, tmp_path):
-    p, _ = trained
-    path = p.export(tmp_path)
+def test_signatures_tpu_alias_and_any_image_size(exported):
+    p, path, loaded = exported
     sigs = signature_names(path)
     assert sigs["serving_default"] == {"inputs": ["image_bytes"], "outputs": ["classes", "scores"]}
     assert sigs["predict_images"]["inputs"] == ["images"]
     # The jit-compiled TPU alias is saved beside (not among) the serving signatures; it answers like
     # the bare model the bench times the endpoint against.
-    loaded = p.load_exported(path)
     assert "classify_tpu" not in loaded.signatures
     bare, images = BENCH.bare_model(p, p.sample_inputs(2))
     assert tuple(images.shape) == (2, 16, 16, 3)
@@ -211,3 +217,12 @@ def test_transfer_recipe_from_cifar10_beats_scratch_on_flowers(tmp_path):
     metrics = BENCH.recipes["transfer"](tmp_path)
     assert metrics["accuracy"] > metrics["scratch_accuracy"], metrics
     assert metrics["captioning_bleu4"] > 0.0, metrics
+
+
+@pytest.fixture(scope="module")
+def exported(trained, tmp_path_factory):
+    return export_checked(trained[0], tmp_path_factory.mktemp("exports"))
+
+
+class TestContract(AppContract):
+    """The catalogue's export contract on the trained smoke model (core.testing.AppContract)."""

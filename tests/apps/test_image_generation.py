@@ -21,7 +21,7 @@ from apps.image_generation import Config, Pipeline, metrics, serving
 from apps.image_generation.bench import BENCH
 from core import export as export_lib
 from core.bench import check_bars, one_run_bars
-from core.testing import signature_names, smoke_fit
+from core.testing import AppContract, export_checked, signature_names, smoke_fit
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,9 +34,7 @@ def trained(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def exported(trained, tmp_path_factory):
-    pipeline = trained[0]
-    path = pipeline.export(tmp_path_factory.mktemp("models"))
-    return pipeline, pipeline.load_exported(path), path
+    return export_checked(trained[0], tmp_path_factory.mktemp("models"))
 
 
 def png_pixels(answer) -> np.ndarray:
@@ -65,7 +63,7 @@ def test_training_writes_per_epoch_grids_final_grid_and_curves(trained):
 
 
 def test_export_equals_predict_for_the_same_seeds(exported):
-    pipeline, loaded, path = exported
+    pipeline, path, loaded = exported
     raw = [{"label": "3", "seed": 5}, {"label": "3", "seed": 5}, {"label": "3", "seed": 6},
            {"label": "", "seed": 11}, ("7", 5)]
     live = pipeline.predict(raw)
@@ -87,7 +85,7 @@ def test_export_equals_predict_for_the_same_seeds(exported):
 
 
 def test_unknown_labels_and_bad_steps_are_refused_naming_the_valid_ones(exported):
-    pipeline, loaded, _ = exported
+    pipeline, _, loaded = exported
     request = {"label": tf.constant(["3", "dog"]), "seed": tf.constant([1, 2], tf.int64)}
     refused = r"Invalid label: unknown class.*dog.*valid labels: 0, 1, 2"
     with pytest.raises(tf.errors.InvalidArgumentError, match=refused):
@@ -103,7 +101,7 @@ def test_unknown_labels_and_bad_steps_are_refused_naming_the_valid_ones(exported
 
 
 def test_interpolation_strip_runs_from_one_seed_to_the_other(exported):
-    pipeline, loaded, _ = exported
+    pipeline, _, loaded = exported
     out = export_lib.call_signature(loaded, "interpolate", {
         "label": tf.constant(["4"]), "seed_from": tf.constant([2], tf.int64), "seed_to": tf.constant([9], tf.int64),
         "steps": tf.constant([6], tf.int64)})
@@ -279,3 +277,7 @@ def test_the_auxiliary_class_loss_trains_the_discriminators_classifier_only_when
     gan.train_step((images, tf.constant([0, 1, 2, 0, 1, 2])))
     assert np.array_equal(head.numpy(), before) == (class_weight == 0.0)
     assert int(gan.d_optimizer.iterations.numpy()) == 1
+
+
+class TestContract(AppContract):
+    """The catalogue's export contract on the trained smoke model (core.testing.AppContract)."""

@@ -13,7 +13,7 @@ from apps.spoken_translation import Config, Pipeline, audio, data, lm
 from apps.spoken_translation import model as model_lib
 from core import export as export_lib
 from core.data import decode_wav
-from core.testing import shared_dataset, smoke_fit
+from core.testing import AppContract, export_checked, shared_dataset, smoke_fit
 
 
 @pytest.fixture(scope="module")
@@ -168,12 +168,10 @@ def test_reports_show_the_alignment_and_held_out_clips(trained):
 
 
 @pytest.mark.slow  # the contract suite checks export == predict() in the fast run (on untrained weights)
-def test_export_answers_like_predict(trained, tmp_path):
-    p, _, _ = trained
-    path = p.export(tmp_path)
+def test_export_answers_like_predict(exported):
+    p, _, loaded = exported
     raw = [(w, lang) for w, lang in zip(p.sample_inputs(3), ("fr", "es", "fr"))]
     live = p.predict(raw)
-    loaded = tf.saved_model.load(str(path))
     assert p.decode_response(export_lib.call_signature(loaded, "serving_default", p.encode_request(raw))) == live
     assert all(a["transcript"] and 0.0 < a["confidence"] <= 1.0 for a in live)
     request = p.example_requests()["transcribe_stream"]
@@ -253,3 +251,12 @@ def test_demo_preset_is_clearly_above_the_baseline(tmp_path):
     p.fit()
     metrics = p.evaluate()
     assert metrics["cer"] < 0.75 * metrics["baseline_cer"] and metrics["wer"] < metrics["baseline_wer"], metrics
+
+
+@pytest.fixture(scope="module")
+def exported(trained, tmp_path_factory):
+    return export_checked(trained[0], tmp_path_factory.mktemp("exports"))
+
+
+class TestContract(AppContract):
+    """The catalogue's export contract on the trained smoke model (core.testing.AppContract)."""

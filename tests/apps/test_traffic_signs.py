@@ -13,7 +13,7 @@ from apps.traffic_signs import model as model_lib
 from apps.traffic_signs import serving as serving_lib
 from apps.traffic_signs.bench import BENCH
 from core.bench import check_bars
-from core.testing import shared_dataset, signature_names
+from core.testing import AppContract, export_checked, shared_dataset, signature_names
 
 
 class Interrupted(Exception):
@@ -212,9 +212,8 @@ def test_refinement_names_peaks_with_the_classifier():
     assert int(found[3][0]) == 1 and int(found[2][0, 0]) == 2
 
 
-def test_export_signatures_and_optional_input_defaults(trained, tmp_path):
-    p, _, _ = trained
-    path = p.export(tmp_path)
+def test_export_signatures_and_optional_input_defaults(exported):
+    p, path, _ = exported
     sigs = signature_names(path)
     assert sigs["serving_default"] == {
         "inputs": ["image_bytes", "max_detections", "score_threshold"],
@@ -363,3 +362,12 @@ def test_bench_gtsrb_tracks_and_drawn_scenes(tmp_path):
     metrics = p.evaluate()
     assert metrics["map_50"] > metrics["baseline_map_50"] + 0.3, metrics
     assert all(bar["met"] for bar in check_bars(BENCH.bars, metrics)), metrics
+
+
+@pytest.fixture(scope="module")
+def exported(trained, tmp_path_factory):
+    return export_checked(trained[0], tmp_path_factory.mktemp("exports"))
+
+
+class TestContract(AppContract):
+    """The catalogue's export contract on the trained smoke model (core.testing.AppContract)."""

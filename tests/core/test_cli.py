@@ -130,14 +130,18 @@ def test_graph_errors_keep_the_assertion_text_on_one_line(tmp_path):
     assert "\n" not in line and "Graph execution error" not in line and "[[" not in line, line
 
 
-def test_user_errors_are_one_line_and_exit_non_zero(tmp_path):
+def test_user_errors_are_one_line_and_exit_non_zero(tmp_path, capsys):
     cases = [(["train", "image_classification", "--set", "epochs=-3"], "epochs must be positive. Received: epochs=-3"),
              (["train", "image_classification", "--set", "batch_size=0"], "batch_size must be positive"),
-             (["predict", "image_classification", str(tmp_path / "missing.png")], "not found"),
-             (["predict", "image_classification", __file__, "--model", str(tmp_path / "none")],
-              "No exported versions")]
+             (["predict", "image_classification", str(tmp_path / "missing.png")], "not found")]
+    # In this process: main() raises the SystemExit whose message Python prints as the process exits with 1.
     for args, message in cases:
-        done = run_cli(args)
-        assert done.returncode != 0, args
-        assert message in done.stderr and "Traceback" not in done.stderr, (args, done.stderr)
-        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+        with pytest.raises(SystemExit) as exited:
+            main(args)
+        text = str(exited.value.code)
+        assert text.startswith("error: ") and message in text and len(text.splitlines()) == 1, (args, text)
+        assert not capsys.readouterr().err.strip(), args  # nothing else on stderr
+    # As a user sees it, TensorFlow loaded: exit status 1 and the one line alone on stderr.
+    done = run_cli(["predict", "image_classification", __file__, "--model", str(tmp_path / "none")])
+    assert done.returncode == 1 and "No exported versions" in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr, done.stderr

@@ -1,3 +1,5 @@
+import logging
+
 import keras
 import numpy as np
 import pytest
@@ -99,3 +101,24 @@ def test_live_endpoints_are_the_limited_functions_the_export_saves(tmp_path, mon
     assert p.endpoints["serving_default"].batch_limit == 8
     assert p.predict_exported(path, raw) == p.predict(raw)
     assert p.predict_exported(path, raw[0]) == p.predict(raw[:1])
+
+
+def test_exports_leave_custom_gradients_out_and_load_without_warning(tmp_path, caplog):
+    @tf.custom_gradient
+    def clip_gradient(x):
+        return tf.identity(x), lambda dy: tf.clip_by_value(dy, -1.0, 1.0)
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 2], tf.float32, name="x")])
+    def serve(x):
+        return {"y": clip_gradient(model(x))}
+
+    path = export_lib.export_endpoints(tmp_path, "grad", trackables=[model], endpoints={"serving_default": serve})
+    with caplog.at_level("WARNING"):
+        loaded = tf.saved_model.load(str(path))
+    np.testing.assert_allclose(loaded.signatures["serving_default"](x=tf.ones([1, 2]))["y"], model(tf.ones([1, 2])))
+    assert not [r for r in caplog.records if "custom gradients" in r.getMessage()]
+    # The filter drops only that message: other warnings still reach the user.
+    logging.getLogger("absl").warning("something else")
+    assert [r.getMessage() for r in caplog.records] == ["something else"]
