@@ -168,7 +168,7 @@ def rename_into_version(folder: Path, model_dir: Path, version: int) -> Path:
 
 def export_endpoints(out_dir: str | Path, app: str, *, trackables: list,
                      endpoints: Mapping[str, tf.types.experimental.GenericFunction],
-                     check: Callable[[Path], None] | None = None,
+                     check: Callable[[Path, Mapping[str, Callable]], None] | None = None,
                      card: Mapping[str, object] | None = None,
                      warmup_requests: Mapping[str, Mapping[str, object]] | None = None) -> Path:
     """Writes `saved_models/<app>/<next version>/` atomically and updates models.config.
@@ -179,7 +179,9 @@ def export_endpoints(out_dir: str | Path, app: str, *, trackables: list,
         trackables: Keras models/layers whose variables and lookup tables the endpoints use.
         endpoints: signature name -> tf.function with an input_signature (TpuAlias values become
             function aliases). The first one is also `serving_default` unless one is named so.
-        check: called with the temporary folder before it is renamed into place; raises to abort.
+        check: called with the temporary folder and the functions saved there (signature name ->
+            callable taking the signature's inputs as keywords) before the folder is renamed into
+            place; raises to abort.
         card: JSON-serialisable model-card files: {"config": {...}, "metrics": {...}, ...}.
         warmup_requests: signature name -> inputs, written as assets.extra/tf_serving_warmup_requests
             so that a server traces every signature at load, not on the first user's request.
@@ -191,25 +193,29 @@ def export_endpoints(out_dir: str | Path, app: str, *, trackables: list,
     model_dir.mkdir(parents=True, exist_ok=True)
     version = (versions(model_dir) or [0])[-1] + 1
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=model_dir))
+    # Serving takes no gradients: tracing the gradient of every custom-gradient op would add seconds.
+    options = tf.saved_model.SaveOptions(function_aliases=dict(tpu_aliases) or None,
+                                         experimental_custom_gradients=False)
     try:
         archive = keras.export.ExportArchive()
         for obj in trackables:
             archive.track(obj)
+        saved = {}
         for name, fn in endpoints.items():
-            archive.add_endpoint(name, fn)
             if _tensor_defaults(fn):
                 # Keras saves the traced concrete function, which drops Python default arguments.
                 # Handing SavedModel the tf.function itself records tensor defaults in the
                 # SignatureDef (PlaceholderWithDefault inputs), so TF Serving clients may omit them.
+                archive.add_endpoint(name, fn)
                 archive._endpoint_signatures[name] = fn.input_signature
+                saved[name] = fn
+            else:
+                saved[name] = _add_traced_once(archive, name, fn, options)
         if tpu_aliases:
             # Aliases must name functions saved on the root object; ExportArchive keeps no public
             # handle on it, and adding them as endpoints would make them serving signatures.
             for name, fn in tpu_aliases.items():
                 setattr(archive._tf_trackable, name, fn)
-        # Serving takes no gradients: tracing the gradient of every custom-gradient op would add seconds.
-        options = tf.saved_model.SaveOptions(function_aliases=dict(tpu_aliases) or None,
-                                             experimental_custom_gradients=False)
         target = tmp / "model"
         archive.write_out(str(target), options=options, verbose=False)
         # The batch limit travels with the version: clients (predict_exported) split long requests by it.
@@ -220,12 +226,30 @@ def export_endpoints(out_dir: str | Path, app: str, *, trackables: list,
         if warmup_requests:
             write_warmup_requests(target / CARD_DIR / WARMUP_FILE, app, warmup_requests)
         if check is not None:
-            check(target)
+            check(target, saved)
         final = rename_into_version(target, model_dir, version)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     write_models_config(out_dir)
     return final
+
+
+def _add_traced_once(archive, name: str, fn, options):
+    """Adds `fn` to the archive as the concrete function SavedModel will save, traced once.
+
+    TensorFlow keys a tf.function's traces on whether a SavedModel is being written: an endpoint traced
+    live (as ExportArchive.add_endpoint does) is traced again by the save. Traced inside a save context
+    with the save's options and handed over concrete, it is traced once; the reload check calls that
+    same function. Returns it.
+    """
+    from tensorflow.python.saved_model import save_context
+
+    with save_context.save_context(options):
+        concrete = fn.get_concrete_function()
+    setattr(archive._tf_trackable, name, concrete)
+    archive._endpoint_names.append(name)
+    archive._endpoint_signatures[name] = fn.input_signature  # _get_concrete_fn then returns the attribute
+    return concrete
 
 
 def write_warmup_requests(path: Path, app: str, requests: Mapping[str, Mapping[str, object]]) -> None:

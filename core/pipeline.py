@@ -344,11 +344,14 @@ class Pipeline:
             return self._verified_export[1]
         return tf.saved_model.load(str(path))
 
-    def check_export(self, path: Path, requests: Mapping[str, Mapping[str, Any]] | None = None):
-        """Reloads the SavedModel at `path`, compares every endpoint with the live model; -> the reloaded model."""
+    def check_export(self, path: Path, requests: Mapping[str, Mapping[str, Any]] | None = None,
+                     functions: Mapping[str, Any] | None = None):
+        """Reloads the SavedModel at `path`, compares every endpoint with the live model (`functions`: the
+        live functions export saved, by signature name; else the endpoints); -> the reloaded model."""
         loaded = tf.saved_model.load(str(path))
+        functions = functions or self.endpoints
         for name, inputs in (requests or self.example_requests()).items():
-            live = {k: v.numpy() for k, v in self.endpoints[name](**inputs).items()}
+            live = {k: v.numpy() for k, v in functions[name](**inputs).items()}
             exported = export_lib.call_signature(loaded, name, inputs)
             export_lib.assert_outputs_match(live, exported, context=f"{self.name}/{name}")
         return loaded
@@ -366,7 +369,7 @@ class Pipeline:
         verified = []
         final = export_lib.export_endpoints(
             out_dir, self.name, trackables=[model, *self.trackables()], endpoints=self.endpoints,
-            check=lambda path: verified.append(self.check_export(path, requests)), card=card,
+            check=lambda path, saved: verified.append(self.check_export(path, requests, saved)), card=card,
             warmup_requests=requests)
         self._verified_export = (final.resolve(), verified[0])
         return final

@@ -37,7 +37,7 @@ def test_versions_increase_and_models_config_parses(tmp_path):
 
 
 def test_failed_check_leaves_nothing_behind(tmp_path):
-    def reject(path):
+    def reject(path, saved):
         raise AssertionError("reload check failed")
 
     with pytest.raises(AssertionError):
