@@ -71,6 +71,15 @@ def _retrieve(future: asyncio.Future) -> None:
         future.exception()
 
 
+class Deadline(float):
+    """A monotonic time to answer by that remembers the seconds it `allowed` when set."""
+
+    def __new__(cls, at: float, allowed: float):
+        deadline = super().__new__(cls, at)
+        deadline.allowed = allowed
+        return deadline
+
+
 class Scheduler:
     """Admission, deadlines and cancellation for the predictions both front ends run.
 
@@ -98,12 +107,12 @@ class Scheduler:
     def running(self) -> int:
         return self._running
 
-    def deadline(self, client_timeout_s: float | None = None) -> float:
+    def deadline(self, client_timeout_s: float | None = None) -> Deadline:
         """The monotonic time a request must be answered by: the client's timeout, at most the server's."""
         timeout = self.request_timeout_s
         if client_timeout_s is not None:
             timeout = min(timeout, max(client_timeout_s, 0.0))
-        return time.monotonic() + timeout
+        return Deadline(time.monotonic() + timeout, timeout)
 
     async def run(self, fn: Callable[..., Any], *args, deadline: float,
                   gone: Callable[[], Awaitable] | None = None) -> Any:
@@ -120,7 +129,8 @@ class Scheduler:
                     f"{self.workers} run at once and {self.max_queue} wait; catalogue serve --max-queue). "
                     "Retry later")
             self._pending += 1
-        allowed = deadline - time.monotonic()
+        # The error names the time the request was given (not what reading its body left of it).
+        allowed = getattr(deadline, "allowed", deadline - time.monotonic())
         manager = _cancellation_manager()
         future: Future = self.executor.submit(self._work, manager, deadline, fn, *args)
         future.add_done_callback(self._finished)

@@ -476,6 +476,21 @@ def _slow(steps):
     return {"signature_name": "slow", "instances": [steps]}
 
 
+def test_a_deadline_error_names_the_time_the_request_was_given():
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from core.serving.errors import ServingError
+    from core.serving.scheduler import Scheduler
+
+    scheduler = Scheduler(ThreadPoolExecutor(1), 1, request_timeout_s=60)
+    deadline = scheduler.deadline(0.2)
+    time.sleep(0.05)  # reading and parsing the body takes some of it; the message keeps the client's 0.2 s
+    with pytest.raises(ServingError, match=r"Deadline exceeded: no answer within 0\.2 s, so the work was cancelled"):
+        asyncio.run(scheduler.run(time.sleep, 1.0, deadline=deadline))
+    assert scheduler.deadline(120.0) - time.monotonic() == pytest.approx(60, abs=1)  # at most the server's
+
+
 def test_deadlines_cancel_the_work_rest_and_grpc(served):
     scheduler = served["server"].scheduler
     cancelled = scheduler.cancelled
@@ -713,7 +728,7 @@ ERROR_TABLE_REQUESTS = {
     "`:classify`": ("/v1/models/toy:classify", {"examples": []}),
 }
 CHECKED_ELSEWHERE = {  # rows that need another model, timing or many connections
-    "text that is not UTF-8": "tests/test_contract.py::test_text_inputs_refuse_invalid_utf8_naming_the_input",
+    "text that is not UTF-8": "core.testing.AppContract.test_text_inputs_refuse_invalid_utf8_naming_the_input",
     "body not received": "test_a_stalled_body_gets_408",
     "every worker busy": "test_a_full_queue_sheds_load_with_429",
     "more than `--max-connections`": "test_connections_are_capped_and_idle_ones_closed",
