@@ -65,10 +65,14 @@ def _apps():
 
 
 def _app(name: str):
-    apps = _apps()
+    return _known(name, _apps())[name]
+
+
+def _known(name: str, apps):
+    """`name` if it is a registered app (checked without importing any), else the one-line error."""
     if name not in apps:
         raise SystemExit(f"error: unknown app {name!r}. Valid apps: {', '.join(apps)}")
-    return apps[name]
+    return apps
 
 
 def _config(pipeline_class, args):
@@ -326,6 +330,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    apps = _apps()
+    for name in [getattr(args, "app", None), *getattr(args, "apps", [])]:  # a typo is answered at once
+        if name:
+            _known(name, apps)
     if getattr(args, "needs_tf", True):
         _quiet_tensorflow(args.verbose)
     start = time.monotonic()

@@ -36,6 +36,16 @@ def test_help_is_fast_and_has_no_tensorflow_log_lines():
         assert not [line for line in lines if line[:5] in ("I0000", "W0000", "E0000")], lines
 
 
+def test_an_unknown_app_is_answered_before_tensorflow_loads():
+    for args in (["train", "colourise"], ["bench", "image_classification", "nothing"]):
+        start = time.monotonic()
+        done = run_cli(args, timeout=60)
+        seconds = time.monotonic() - start
+        assert done.returncode != 0 and seconds < 1.0, (args, seconds)
+        assert done.stderr.strip().startswith(f"error: unknown app '{args[-1]}'. Valid apps: "), done.stderr
+        assert "colorize" in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
 def test_commands_that_load_tensorflow_print_no_log_lines():
     done = run_cli(["config", "image_classification", "--preset", "smoke"])
     assert done.returncode == 0, done.stderr
