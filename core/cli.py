@@ -69,7 +69,7 @@ def _app(name: str):
 
 
 def _known(name: str, apps):
-    """`name` if it is a registered app (checked without importing any), else the one-line error."""
+    """`apps` if `name` is one of them (checked without importing any app), else the one-line error."""
     if name not in apps:
         raise SystemExit(f"error: unknown app {name!r}. Valid apps: {', '.join(apps)}")
     return apps
