@@ -167,7 +167,7 @@ def test_reports_show_the_alignment_and_held_out_clips(trained):
     assert "| reference | transcript | translation (fr) | translation (es) |" in table and table.count("\n|") >= 6
 
 
-@pytest.mark.slow  # the contract suite checks export == predict() in the fast run (on untrained weights)
+@pytest.mark.slow  # the contract (TestContract below) checks export == predict() in the fast run
 def test_export_answers_like_predict(exported):
     p, _, loaded = exported
     raw = [(w, lang) for w, lang in zip(p.sample_inputs(3), ("fr", "es", "fr"))]
