@@ -68,7 +68,7 @@ def export_checked(pipeline, out_dir: str | Path) -> Exported:
 
 class AppContract:
     """The contract every registered app keeps. Each app's test module runs it on its own trained smoke
-    model, exported once by the module's `exported` fixture (an `Exported`), with
+    model, exported once by the `exported` fixture (an `Exported`, from tests/apps/conftest.py), with
     `class TestContract(AppContract)`; tests/test_contract.py checks that none is missing.
 
     The export reloads and answers like the live model on every signature, predict() and the export

@@ -25,8 +25,9 @@ def test_every_app_module_runs_the_export_contract(app):
     tree = ast.parse(module.read_text())
     runs = [node.name for node in tree.body if isinstance(node, ast.ClassDef) and node.name.startswith("Test")
             and any(isinstance(base, ast.Name) and base.id == "AppContract" for base in node.bases)]
-    fixtures = [node.name for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == "exported"]
-    assert runs and fixtures, f"{module.name} needs `class TestContract(AppContract)` and an `exported` fixture"
+    # tests/apps/conftest.py exports the module's `trained` pipeline for it.
+    fixtures = [node.name for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == "trained"]
+    assert runs and fixtures, f"{module.name} needs `class TestContract(AppContract)` and a `trained` fixture"
 
 
 @pytest.mark.parametrize("app", APPS)

@@ -114,7 +114,7 @@ class Scheduler:
             timeout = min(timeout, max(client_timeout_s, 0.0))
         return Deadline(time.monotonic() + timeout, timeout)
 
-    async def run(self, fn: Callable[..., Any], *args, deadline: float,
+    async def run(self, fn: Callable[..., Any], *args, deadline: Deadline,
                   gone: Callable[[], Awaitable] | None = None) -> Any:
         """fn(*args) in the pool, answered by `deadline`; `gone()` completes if the client goes away.
 
@@ -130,7 +130,7 @@ class Scheduler:
                     "Retry later")
             self._pending += 1
         # The error names the time the request was given (not what reading its body left of it).
-        allowed = getattr(deadline, "allowed", deadline - time.monotonic())
+        allowed = deadline.allowed
         manager = _cancellation_manager()
         future: Future = self.executor.submit(self._work, manager, deadline, fn, *args)
         future.add_done_callback(self._finished)

@@ -14,7 +14,6 @@ from core import hub
 from core.testing import (
     AppContract,
     assert_export_roundtrip,
-    export_checked,
     make_hub_module,
     shared_dataset,
     smoke_fit,
@@ -253,11 +252,6 @@ def test_bench_bare_model_is_serving_default_without_bytes_and_strings(trained):
     assert [c.decode("utf-8") for c in p.caption_decoder().detokenize(tokens).numpy()] == p.predict(raw)
     rows = bench.BENCH.examples(p, 3)
     assert [r["greedy"] for r in rows] == p.predict(raw) and all(r["reference"] for r in rows)
-
-
-@pytest.fixture(scope="module")
-def exported(trained, tmp_path_factory):
-    return export_checked(trained[0], tmp_path_factory.mktemp("exports"))
 
 
 class TestContract(AppContract):

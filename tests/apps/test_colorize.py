@@ -16,17 +16,12 @@ from apps.colorize.bench import BENCH
 from apps.colorize.model import build_model
 from apps.colorize.pipeline import pick_decoding
 from core.bench import check_bars, one_run_bars
-from core.testing import AppContract, export_checked, shared_dataset, signature_names, smoke_fit
+from core.testing import AppContract, shared_dataset, signature_names, smoke_fit
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     return smoke_fit(Pipeline, tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def exported(trained, tmp_path_factory):
-    return export_checked(trained[0], tmp_path_factory.mktemp("exports"))
 
 
 def test_lab_conversion_matches_skimage():

@@ -9,7 +9,7 @@ import tensorflow as tf
 from apps.game_agent import Config, Pipeline, agents, bench, data, mcts, selfplay
 from apps.game_agent.games import ConnectFour, aligned
 from core.bench import check_bars
-from core.testing import AppContract, export_checked, smoke_fit
+from core.testing import AppContract, smoke_fit
 
 GAME = ConnectFour()
 DRAW = "126613431456475467333341527215612225546777"  # 42 moves, nobody connects four
@@ -259,11 +259,6 @@ def test_demo_self_play_teaches_the_network_alone_to_beat_random_and_greedy(tmp_
     (random_before, greedy_before), (random_after, greedy_after) = scores(untrained), scores(pipeline.model)
     assert random_after >= max(0.85, random_before + 0.2), (random_before, random_after)
     assert greedy_after >= greedy_before + 0.25, (greedy_before, greedy_after)
-
-
-@pytest.fixture(scope="module")
-def exported(trained, tmp_path_factory):
-    return export_checked(trained[0], tmp_path_factory.mktemp("exports"))
 
 
 class TestContract(AppContract):

@@ -17,7 +17,6 @@ from core.schedules import BudgetedCosine
 from core.testing import (
     AppContract,
     assert_export_roundtrip,
-    export_checked,
     make_hub_module,
     shared_dataset,
     signature_names,
@@ -217,11 +216,6 @@ def test_transfer_recipe_from_cifar10_beats_scratch_on_flowers(tmp_path):
     metrics = BENCH.recipes["transfer"](tmp_path)
     assert metrics["accuracy"] > metrics["scratch_accuracy"], metrics
     assert metrics["captioning_bleu4"] > 0.0, metrics
-
-
-@pytest.fixture(scope="module")
-def exported(trained, tmp_path_factory):
-    return export_checked(trained[0], tmp_path_factory.mktemp("exports"))
 
 
 class TestContract(AppContract):

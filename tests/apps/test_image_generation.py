@@ -21,7 +21,7 @@ from apps.image_generation import Config, Pipeline, metrics, serving
 from apps.image_generation.bench import BENCH
 from core import export as export_lib
 from core.bench import check_bars, one_run_bars
-from core.testing import AppContract, export_checked, signature_names, smoke_fit
+from core.testing import AppContract, signature_names, smoke_fit
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -30,11 +30,6 @@ ROOT = Path(__file__).resolve().parents[2]
 def trained(tmp_path_factory):
     pipeline, result = smoke_fit(Pipeline, tmp_path_factory)
     return pipeline, result, pipeline.evaluate()
-
-
-@pytest.fixture(scope="module")
-def exported(trained, tmp_path_factory):
-    return export_checked(trained[0], tmp_path_factory.mktemp("models"))
 
 
 def png_pixels(answer) -> np.ndarray:

@@ -11,7 +11,7 @@ from apps.speech_commands.audio import LogMelSpectrogram
 from apps.speech_commands.model import SpecAugment
 from core import hub
 from core.bench import check_bars
-from core.testing import AppContract, export_checked, make_hub_module, shared_dataset, smoke_fit
+from core.testing import AppContract, make_hub_module, shared_dataset, smoke_fit
 
 
 @pytest.fixture(scope="module")
@@ -285,11 +285,6 @@ def test_transfer_recipe_from_espeak_beats_scratch_on_few_shot_fsdd(tmp_path):
     metrics = bench.transfer_recipe(tmp_path)
     assert metrics["test_files"] == 300
     assert metrics["accuracy"] > metrics["scratch_accuracy"], metrics
-
-
-@pytest.fixture(scope="module")
-def exported(trained, tmp_path_factory):
-    return export_checked(trained[0], tmp_path_factory.mktemp("exports"))
 
 
 class TestContract(AppContract):

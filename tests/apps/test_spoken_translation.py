@@ -13,7 +13,7 @@ from apps.spoken_translation import Config, Pipeline, audio, data, lm
 from apps.spoken_translation import model as model_lib
 from core import export as export_lib
 from core.data import decode_wav
-from core.testing import AppContract, export_checked, shared_dataset, smoke_fit
+from core.testing import AppContract, shared_dataset, smoke_fit
 
 
 @pytest.fixture(scope="module")
@@ -251,11 +251,6 @@ def test_demo_preset_is_clearly_above_the_baseline(tmp_path):
     p.fit()
     metrics = p.evaluate()
     assert metrics["cer"] < 0.75 * metrics["baseline_cer"] and metrics["wer"] < metrics["baseline_wer"], metrics
-
-
-@pytest.fixture(scope="module")
-def exported(trained, tmp_path_factory):
-    return export_checked(trained[0], tmp_path_factory.mktemp("exports"))
 
 
 class TestContract(AppContract):

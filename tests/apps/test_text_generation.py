@@ -11,7 +11,7 @@ import tensorflow as tf
 from apps.text_generation import Config, Pipeline, bench, serving
 from apps.text_generation import data as data_lib
 from core.bench import check_bars
-from core.testing import AppContract, assert_export_roundtrip, export_checked, shared_dataset, smoke_fit
+from core.testing import AppContract, assert_export_roundtrip, shared_dataset, smoke_fit
 
 
 @pytest.fixture(scope="module")
@@ -253,11 +253,6 @@ def test_bench_shakespeare_quality_and_anchor(tmp_path):
     (tmp_path / "bench_metrics.json").write_text(json.dumps(metrics, indent=2))
     assert anchor["gru_train_seconds"] > 0.9 * p.config.time_budget_s, anchor
     assert all(bar["met"] for bar in check_bars(bench.BENCH.bars, metrics)), metrics
-
-
-@pytest.fixture(scope="module")
-def exported(trained, tmp_path_factory):
-    return export_checked(trained[0], tmp_path_factory.mktemp("exports"))
 
 
 class TestContract(AppContract):

@@ -13,7 +13,7 @@ from apps.traffic_signs import model as model_lib
 from apps.traffic_signs import serving as serving_lib
 from apps.traffic_signs.bench import BENCH
 from core.bench import check_bars
-from core.testing import AppContract, export_checked, shared_dataset, signature_names
+from core.testing import AppContract, shared_dataset, signature_names
 
 
 class Interrupted(Exception):
@@ -362,11 +362,6 @@ def test_bench_gtsrb_tracks_and_drawn_scenes(tmp_path):
     metrics = p.evaluate()
     assert metrics["map_50"] > metrics["baseline_map_50"] + 0.3, metrics
     assert all(bar["met"] for bar in check_bars(BENCH.bars, metrics)), metrics
-
-
-@pytest.fixture(scope="module")
-def exported(trained, tmp_path_factory):
-    return export_checked(trained[0], tmp_path_factory.mktemp("exports"))
 
 
 class TestContract(AppContract):

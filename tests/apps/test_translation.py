@@ -13,7 +13,7 @@ from apps.translation import serving as serving_lib
 from apps.translation.tokenizer import END, START, UNK, Tokenizer, decode_strings, learn_vocabulary, segment_counts
 from core.bench import check_bars
 from core.schedules import WarmupInverseSqrt
-from core.testing import AppContract, export_checked, shared_dataset
+from core.testing import AppContract, shared_dataset
 
 TEXTS = ["Ein Mann fährt ein rotes Fahrrad.", "Zwei Kinder (im Park) spielen: „Fangen“!",
          "Das Spielhaus aus Holz, 120 cm hoch.", "don't stop -- it's 3.5 km away?"]
@@ -258,11 +258,6 @@ def test_bench_cosine_ends_with_the_budget_and_anchor_trains_beside_ours(tmp_pat
     recipe.compile_model(model)
     assert type(model.optimizer) is keras.optimizers.RMSprop and model.optimizer.clipnorm is None
     assert float(model.optimizer.learning_rate) == pytest.approx(recipe.config.learning_rate)  # constant
-
-
-@pytest.fixture(scope="module")
-def exported(trained, tmp_path_factory):
-    return export_checked(trained[0], tmp_path_factory.mktemp("exports"))
 
 
 class TestContract(AppContract):
