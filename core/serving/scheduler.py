@@ -79,6 +79,13 @@ class Deadline(float):
         deadline.allowed = allowed
         return deadline
 
+    def exceeded(self) -> ServingError:
+        """The one answer to a passed deadline, whether the work ran or was still waiting for a thread;
+        it names the time the request was given (not what reading its body left of it)."""
+        return ServingError("DEADLINE_EXCEEDED",
+                            f"Deadline exceeded: no answer within {max(self.allowed, 0.0):.3g} s, so the work was "
+                            "cancelled (the client's timeout, at most catalogue serve --request-timeout-s)")
+
 
 class Scheduler:
     """Admission, deadlines and cancellation for the predictions both front ends run.
@@ -129,8 +136,6 @@ class Scheduler:
                     f"{self.workers} run at once and {self.max_queue} wait; catalogue serve --max-queue). "
                     "Retry later")
             self._pending += 1
-        # The error names the time the request was given (not what reading its body left of it).
-        allowed = deadline.allowed
         manager = _cancellation_manager()
         future: Future = self.executor.submit(self._work, manager, deadline, fn, *args)
         future.add_done_callback(self._finished)
@@ -155,9 +160,7 @@ class Scheduler:
         self._abandon(future, manager)
         if gone_task is not None and gone_task in done:
             raise ServingError("CANCELLED", "The client closed the connection before the answer")
-        raise ServingError("DEADLINE_EXCEEDED",
-                           f"Deadline exceeded: no answer within {max(allowed, 0.0):.3g} s, so the work was "
-                           "cancelled (the client's timeout, at most catalogue serve --request-timeout-s)")
+        raise deadline.exceeded()
 
     def _abandon(self, future: Future, manager) -> None:
         """Drops a waiting job from the queue, or cancels its TF work if it already runs."""
@@ -169,9 +172,9 @@ class Scheduler:
         with self._lock:
             self._pending -= 1
 
-    def _work(self, manager, deadline: float, fn, *args):
-        if time.monotonic() >= deadline:
-            raise ServingError("DEADLINE_EXCEEDED", "Deadline exceeded while waiting for a free worker")
+    def _work(self, manager, deadline: Deadline, fn, *args):
+        if time.monotonic() >= deadline:  # it waited for a thread past its deadline: not started at all
+            raise deadline.exceeded()
         _local.manager = manager
         with self._lock:
             self._running += 1

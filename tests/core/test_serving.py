@@ -491,6 +491,20 @@ def test_a_deadline_error_names_the_time_the_request_was_given():
     assert scheduler.deadline(120.0) - time.monotonic() == pytest.approx(60, abs=1)  # at most the server's
 
 
+def test_a_job_that_waited_past_its_deadline_gets_the_same_answer_and_never_runs():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from core.serving.errors import ServingError
+    from core.serving.scheduler import Deadline, Scheduler
+
+    ran = []
+    scheduler = Scheduler(ThreadPoolExecutor(1), 1)
+    # What a worker thread meets when it picks up a job whose deadline passed while it queued.
+    with pytest.raises(ServingError, match=r"Deadline exceeded: no answer within 0\.5 s, so the work was cancelled"):
+        scheduler._work(None, Deadline(time.monotonic() - 0.01, 0.5), ran.append, 1)
+    assert ran == []
+
+
 def test_deadlines_cancel_the_work_rest_and_grpc(served):
     scheduler = served["server"].scheduler
     cancelled = scheduler.cancelled
