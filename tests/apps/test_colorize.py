@@ -193,6 +193,7 @@ def test_smoke_fit_beats_grayscale_baseline(trained):
     # Per-photo gains: the median photo is closer than gray too; the photos colour hurt most are drawn.
     assert 0.0 <= metrics["photos_closer_than_gray"] <= 1.0
     assert metrics["psnr_over_gray_median"] > 0.0, metrics
+    assert metrics["psnr_over_gray_low"] < metrics["psnr_over_gray"] < metrics["psnr_over_gray_high"], metrics
     assert (p.workdir / "colorized_test_photos_worst.png").exists()
     assert json.loads((p.workdir / "metrics.json").read_text())["test"]["psnr"] == metrics["psnr"]
 
@@ -207,6 +208,17 @@ def test_per_photo_gains_average_to_the_mean_gain_and_find_the_photo_colour_hurt
     mean_gain = pipeline_lib.quality(outputs, originals)["psnr"] - pipeline_lib.quality(gray, originals)["psnr"]
     np.testing.assert_allclose(gains.mean(), mean_gain, atol=1e-4)
     assert np.argmin(gains) == 2 and gains[2] < 0 < gains[0]
+
+
+def test_mean_interval_holds_the_mean_and_narrows_with_more_photos():
+    rng = np.random.default_rng(1)
+    few, many = rng.normal(1.0, 2.0, 40), rng.normal(1.0, 2.0, 640)
+    (low, high), (low_many, high_many) = pipeline_lib.mean_interval(few), pipeline_lib.mean_interval(many)
+    assert low < few.mean() < high and low_many < many.mean() < high_many
+    # The width of a 90% interval of a mean: 2 x 1.645 x sd / sqrt(n), a quarter for 16 times the photos.
+    assert high - low == pytest.approx(2 * 1.645 * few.std() / np.sqrt(40), rel=0.15)
+    assert (high_many - low_many) == pytest.approx((high - low) / 4, rel=0.25)
+    assert pipeline_lib.mean_interval(np.full(5, 0.7)) == pytest.approx((0.7, 0.7))
 
 
 def test_hint_maps_place_clicks_in_the_model_cells():
