@@ -20,13 +20,15 @@ help:  ## list the targets
 	@grep -hE '^[a-zA-Z_%-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | awk -F'\t' '{printf "  %-24s %s\n", $$1, $$2}'
 	@for a in $(APPS); do printf "  %-24s %s\n" "app-$$a" "train, evaluate and export $$a (PRESET=, DATA=, STRATEGY=, SET='k=v ...')"; done
 
+# uv installs the same packages as pip about three times faster (bytecode compiled, as pip does); where uv
+# cannot be had or fails, pip installs them.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --upgrade pip >/dev/null
-	$(BIN)/pip install -e ".[dev,eval]"
+	$(BIN)/pip install -q uv && $(BIN)/uv pip install --compile-bytecode --python $(BIN)/python -e ".[dev,eval]" \
+		|| { $(BIN)/pip install --upgrade pip >/dev/null && $(BIN)/pip install -e ".[dev,eval]"; }
 	touch $(STAMP)
 
-venv: $(STAMP)  ## create .venv and install the project (pip install -e .[dev])
+venv: $(STAMP)  ## create .venv and install the project (pip install -e '.[dev,eval]', by uv where it can)
 
 demo: $(STAMP)  ## train every app on its embedded data, export, reload, predict; writes reports/demo.md
 	$(BIN)/catalogue demo --preset $(PRESET)
