@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import time
@@ -9,6 +10,20 @@ import warnings
 from pathlib import Path
 
 import keras
+
+
+def _cache_keras_skipsets() -> None:
+    """Keras (3.15) files the attribute skip set of each saveable type under another key than the one it
+    looks it up by, so every save and load of weights builds a throwaway Layer per layer it visits: a third
+    of each epoch's backup. The set depends on the type alone, so it is computed once per type here."""
+    from keras.src.saving import saving_lib
+
+    skipset = getattr(saving_lib, "get_attr_skipset", None)
+    if skipset is not None and not hasattr(skipset, "cache_info"):
+        saving_lib.get_attr_skipset = functools.cache(skipset)
+
+
+_cache_keras_skipsets()
 
 
 class TimeBudget(keras.callbacks.Callback):
