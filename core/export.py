@@ -193,9 +193,7 @@ def export_endpoints(out_dir: str | Path, app: str, *, trackables: list,
     model_dir.mkdir(parents=True, exist_ok=True)
     version = (versions(model_dir) or [0])[-1] + 1
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=model_dir))
-    # Serving takes no gradients: tracing the gradient of every custom-gradient op would add seconds.
-    options = tf.saved_model.SaveOptions(function_aliases=dict(tpu_aliases) or None,
-                                         experimental_custom_gradients=False)
+    options = save_options(dict(tpu_aliases))
     try:
         archive = keras.export.ExportArchive()
         for obj in trackables:
@@ -234,18 +232,52 @@ def export_endpoints(out_dir: str | Path, app: str, *, trackables: list,
     return final
 
 
-def _add_traced_once(archive, name: str, fn, options):
-    """Adds `fn` to the archive as the concrete function SavedModel will save, traced once.
+def save_options(function_aliases: Mapping[str, object] | None = None) -> tf.saved_model.SaveOptions:
+    # Serving takes no gradients: tracing the gradient of every custom-gradient op would add seconds.
+    return tf.saved_model.SaveOptions(function_aliases=dict(function_aliases or {}) or None,
+                                      experimental_custom_gradients=False)
 
-    TensorFlow keys a tf.function's traces on whether a SavedModel is being written: an endpoint traced
-    live (as ExportArchive.add_endpoint does) is traced again by the save. Traced inside a save context
-    with the save's options and handed over concrete, it is traced once; the reload check calls that
-    same function. Returns it.
-    """
+
+def traced_for_saving(fn, options: tf.saved_model.SaveOptions | None = None):
+    """The concrete function of `fn` (a tf.function with an input_signature) that a SavedModel written
+    with `options` saves. TensorFlow keys a tf.function's traces on whether a SavedModel is being written
+    (its variable policy): a function called live and then saved is traced twice, unless both take this one."""
     from tensorflow.python.saved_model import save_context
 
-    with save_context.save_context(options):
-        concrete = fn.get_concrete_function()
+    with save_context.save_context(options or save_options()):
+        return fn.get_concrete_function()
+
+
+class TracedOnce:
+    """An endpoint (a tf.function with an input_signature, no tensor defaults) whose live calls run the
+    trace its export saves, so predicting, exporting and checking the export trace it once, not twice
+    (seconds for each endpoint that holds a model). Its attributes are the tf.function's."""
+
+    def __init__(self, fn):
+        self.function = fn
+        self._concrete = None
+
+    def __call__(self, *args, **kwargs):
+        if self._concrete is None:
+            self._concrete = traced_for_saving(self.function)
+        return self._concrete(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.function, name)
+
+
+def traced_once(fn):
+    """`fn` as a TracedOnce where that applies: a tf.function with an input_signature whose arguments
+    have no tensor defaults (a concrete function takes every input; those keep the tf.function)."""
+    if isinstance(fn, TracedOnce) or _tensor_defaults(fn) or getattr(fn, "input_signature", None) is None:
+        return fn
+    return TracedOnce(fn)
+
+
+def _add_traced_once(archive, name: str, fn, options):
+    """Adds `fn` to the archive as the concrete function SavedModel will save, traced once (the one
+    its live calls ran if it is a TracedOnce); the reload check calls that same function. Returns it."""
+    concrete = traced_for_saving(fn, options)
     setattr(archive._tf_trackable, name, concrete)
     archive._endpoint_names.append(name)
     archive._endpoint_signatures[name] = fn.input_signature  # _get_concrete_fn then returns the attribute

@@ -309,7 +309,8 @@ class Pipeline:
             self._endpoints = self.make_endpoints()
         # The functions export() saves, request-size limit included (as set now): one trace serves both.
         limit = export_lib.max_batch()
-        self._endpoints = {name: export_lib.limit_batch(fn, limit) for name, fn in self._endpoints.items()}
+        self._endpoints = {name: export_lib.traced_once(export_lib.limit_batch(fn, limit))
+                           for name, fn in self._endpoints.items()}
         return self._endpoints
 
     def predict(self, raw_inputs: Sequence[Any]) -> list[Any]:

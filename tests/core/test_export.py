@@ -103,6 +103,33 @@ def test_live_endpoints_are_the_limited_functions_the_export_saves(tmp_path, mon
     assert p.predict_exported(path, raw[0]) == p.predict(raw[:1])
 
 
+def test_a_live_endpoint_and_its_export_share_one_trace(tmp_path, monkeypatch):
+    monkeypatch.setenv(export_lib.MAX_BATCH_ENV, "4")  # the export's limit: the live function must be the same
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    traces = []
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 2], tf.float32, name="x")])
+    def serve(x):
+        traces.append(x)
+        return {"y": model(x)}
+
+    x = np.ones((3, 2), np.float32)
+    # A plain tf.function called live is traced again by the save (TensorFlow keys traces on saving).
+    serve(x=x)
+    export_lib.export_endpoints(tmp_path, "twice", trackables=[model], endpoints={"serving_default": serve})
+    assert len(traces) == 2
+    traces.clear()
+    live = export_lib.traced_once(export_lib.limit_batch(serve, 4))
+    assert export_lib.traced_once(live) is live and export_lib.limit_batch(live, 4) is live and live.batch_limit == 4
+    answer = live(x=x)["y"].numpy()
+    path = export_lib.export_endpoints(tmp_path, "once", trackables=[model], endpoints={"serving_default": live})
+    assert len(traces) == 1
+    loaded = tf.saved_model.load(str(path))
+    np.testing.assert_allclose(export_lib.call_signature(loaded, "serving_default", {"x": x})["y"], answer)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="at most 4 per request"):
+        live(x=np.ones((5, 2), np.float32))
+
+
 def test_exports_leave_custom_gradients_out_and_load_without_warning(tmp_path, caplog):
     @tf.custom_gradient
     def clip_gradient(x):
