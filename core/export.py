@@ -193,7 +193,7 @@ def export_endpoints(out_dir: str | Path, app: str, *, trackables: list,
     model_dir.mkdir(parents=True, exist_ok=True)
     version = (versions(model_dir) or [0])[-1] + 1
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=model_dir))
-    options = save_options(dict(tpu_aliases))
+    options = save_options(tpu_aliases)
     try:
         archive = keras.export.ExportArchive()
         for obj in trackables:
@@ -234,7 +234,7 @@ def export_endpoints(out_dir: str | Path, app: str, *, trackables: list,
 
 def save_options(function_aliases: Mapping[str, object] | None = None) -> tf.saved_model.SaveOptions:
     # Serving takes no gradients: tracing the gradient of every custom-gradient op would add seconds.
-    return tf.saved_model.SaveOptions(function_aliases=dict(function_aliases or {}) or None,
+    return tf.saved_model.SaveOptions(function_aliases=dict(function_aliases) if function_aliases else None,
                                       experimental_custom_gradients=False)
 
 
